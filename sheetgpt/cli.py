@@ -1,0 +1,223 @@
+"""Command line: sheetgpt build | check | eval | tokenize."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+DEFAULT_MODEL = "tiny"
+MODEL_HELP = ("tiny (default: bundled, random weights, offline), gpt2 (GPT-2 small from the Hugging Face "
+              "Hub, cached), small-random (GPT-2 small shapes, random weights), or a directory with "
+              "config.json and model.safetensors (or pytorch_model.bin)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except UserError as e:
+        print(f"sheetgpt: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("sheetgpt: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("sheetgpt: error: out of memory", file=sys.stderr)
+        return 2
+    except Exception as e:  # a bug: one line for the user, the traceback on request
+        if os.environ.get("SHEETGPT_DEBUG"):
+            traceback.print_exc()
+        print(f"sheetgpt: internal error: {type(e).__name__}: {e} (set SHEETGPT_DEBUG=1 for details)",
+              file=sys.stderr)
+        return 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sheetgpt",
+        description="GPT-2 as a spreadsheet: every weight a cell, every step of the forward pass a formula.",
+        epilog="Start with: sheetgpt build \"Mike is quick. He moves\" -o out/tiny.xlsx, then "
+               "sheetgpt check out/tiny.xlsx. Exit status: 0 ok, 1 check found a difference, 2 bad input.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    b = sub.add_parser("build", help="tokenize a prompt and write the workbook",
+                       description="Tokenize PROMPT and write an .xlsx where every weight is a cell and "
+                                   "every step is a formula. The file is written atomically.")
+    b.add_argument("prompt", metavar="PROMPT")
+    b.add_argument("--model", "-m", default=DEFAULT_MODEL, help=MODEL_HELP)
+    b.add_argument("-o", "--output", type=Path, help="where to write (default: out/sheetgpt-MODEL.xlsx)")
+    b.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    b.set_defaults(run=_build)
+
+    c = sub.add_parser("check", help="evaluate a workbook from its formulas and compare every step "
+                                     "with the NumPy reference",
+                       description="Recalculate BOOK from its formulas alone (cached values are never used), "
+                                   "recompute the NumPy reference from the weights and token ids found in "
+                                   "BOOK, and compare every step. Exit 0 when all agree within --tol, 1 "
+                                   "naming the first step, sheet and cell that differ, 2 on bad input.")
+    c.add_argument("book", type=Path, metavar="BOOK.xlsx")
+    c.add_argument("--model", "-m", help="also require BOOK's weights to be exactly this model's: " + MODEL_HELP)
+    c.add_argument("--prompt", help="also require BOOK's token ids to be this text's")
+    c.add_argument("--tol", type=float, default=None,
+                   help="relative tolerance: max |book - reference| / max |reference| per step (default 1e-9)")
+    _engine_args(c)
+    c.set_defaults(run=_check)
+
+    e = sub.add_parser("eval", help="evaluate a workbook and print its top next tokens",
+                       description="Recalculate BOOK from its formulas alone and print its most likely next tokens.")
+    e.add_argument("book", type=Path, metavar="BOOK.xlsx")
+    e.add_argument("--top", "-k", type=int, default=5, help="how many tokens to show (default 5)")
+    e.add_argument("--logits", type=Path, metavar="FILE.npy", help="save the evaluated last-position logits")
+    _engine_args(e)
+    e.set_defaults(run=_eval)
+
+    t = sub.add_parser("tokenize", help="show GPT-2 token ids and token strings of a text")
+    t.add_argument("text", metavar="TEXT")
+    t.add_argument("--model", "-m", help="use this model's tokenizer (default: GPT-2's)")
+    t.add_argument("--json", action="store_true", help="print one JSON object")
+    t.set_defaults(run=_tokenize)
+    return p
+
+
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    from .engines import ENGINES
+    p.add_argument("--engine", choices=ENGINES, default="formulas",
+                   help="formula engine (default: formulas; small workbooks only)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _progress(args) -> bool | None:
+    return False if args.quiet or getattr(args, "json", False) and not sys.stderr.isatty() else None
+
+
+# -- commands ---------------------------------------------------------------------
+def _build(args) -> int:
+    from .builder import build_workbook
+    from .load import load_model
+
+    if not args.prompt:
+        raise UserError("the prompt is empty: give some text, e.g. sheetgpt build \"Hello, my name is\"")
+    model = load_model(args.model)
+    out = args.output or Path("out") / f"sheetgpt-{_slug(model.name)}.xlsx"
+    if out.suffix.lower() != ".xlsx":
+        raise UserError(f"the output file must end in .xlsx, got {out}")
+    if out.is_dir():
+        raise UserError(f"{out} is a directory; give a file name ending in .xlsx")
+    try:
+        result = build_workbook(model, args.prompt, out, progress=False if args.quiet else None)
+    except OSError as e:
+        raise UserError(f"cannot write {out}: {e.strerror or e}") from None
+    size = out.stat().st_size
+    note = " (random weights: the prediction shows the mechanics, not language)" if model.random else ""
+    print(f"wrote {out}: {len(result.ids)} tokens, {result.n_cells:,} cells of which "
+          f"{result.n_formulas:,} formulas, {size / 1e6:.1f} MB{note}")
+    return 0
+
+
+def _check(args) -> int:
+    from .check import DEFAULT_TOL, check_workbook
+    from .load import load_model
+
+    tol = DEFAULT_TOL if args.tol is None else args.tol
+    if not tol > 0:
+        raise UserError("--tol must be a positive number")
+    model = load_model(args.model) if args.model else None
+    report = check_workbook(args.book, model=model, prompt=args.prompt, tol=tol, engine=args.engine,
+                            progress=_progress(args))
+    if args.json:
+        print(json.dumps(_finite(report.to_json()), allow_nan=False))
+        return 0 if report.ok else 1
+    width = max(len(s.name) for s in report.steps)
+    sheet_width = max(len(s.sheet) for s in report.steps)
+    print(f"{'step':<{width}}  {'sheet':<{sheet_width}}  {'max abs err':>11}  {'max rel err':>11}  ok")
+    for s in report.steps:
+        print(f"{s.name:<{width}}  {s.sheet:<{sheet_width}}  {s.max_abs_err:11.3g}  {s.max_rel_err:11.3g}  "
+              f"{'ok' if s.ok else 'DIFFERS at ' + str(s.cell) + ': ' + str(s.detail)}")
+    for line in report.inputs:
+        print(line)
+    if report.ok:
+        print(f"PASS: all {len(report.steps)} steps agree with the NumPy reference within {tol:g} (relative)")
+        return 0
+    f = report.first_failure
+    print(f"FAIL: first difference in step {f['step']}, sheet {f['sheet']!r}, cell {f['cell']}")
+    return 1
+
+
+def _eval(args) -> int:
+    from .check import load_book
+
+    if args.top < 1:
+        raise UserError("--top must be at least 1")
+    book = load_book(args.book, args.engine, _progress(args))
+    blk = book.layout.blocks["logits"]
+    from .check import _numbers
+    logits = _numbers(book.values, blk, "logit")[:, 0]
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    order = np.argsort(-logits, kind="stable")[: args.top]
+    vocab = book.layout.blocks["vocab_text"]
+    top = [{"id": int(i), "token": str(book.values.value(vocab.sheet, vocab.row + int(i), vocab.col) or ""),
+            "prob": float(probs[i]), "logit": float(logits[i])} for i in order]
+    if args.logits:
+        try:
+            np.save(args.logits, logits)
+        except OSError as e:
+            raise UserError(f"cannot write {args.logits}: {e.strerror or e}") from None
+    if args.json:
+        print(json.dumps({"top": top}))
+        return 0
+    for rank, t in enumerate(top, 1):
+        print(f"{rank:>3}. {t['token']!r:<20} id {t['id']:>6}  p={t['prob']:.4f}  logit={t['logit']:.6g}")
+    return 0
+
+
+def _tokenize(args) -> int:
+    if args.model:
+        from .load import load_model
+        tok = load_model(args.model).tokenizer
+    else:
+        from .tokenizer import Tokenizer
+        tok = Tokenizer.gpt2()
+    try:
+        ids = tok.encode(args.text)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    tokens = [tok.token_text(i) for i in ids]
+    if args.json:
+        print(json.dumps({"ids": ids, "tokens": tokens}))
+    else:
+        for i, t in zip(ids, tokens):
+            print(f"{i:>6}  {t!r}")
+    return 0
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(name).name or name).strip("-") or "model"
+
+
+def _finite(obj):
+    """JSON has no infinity: a non-finite error (a cell that is not a number) becomes null."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Formula engines: evaluate an .xlsx from its formulas alone (never cached values).
+
+An engine knows nothing of the builder or the reference: its input is a file, its output
+the value of every cell, read through `EvaluatedBook.block`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import CellValueError, EvaluatedBook
+
+ENGINES = ("formulas",)
+
+
+def evaluate(path: str | Path, engine: str = "formulas", progress: bool | None = None) -> EvaluatedBook:
+    """Recalculate every formula of the workbook at `path` with the named engine."""
+    if engine == "formulas":
+        from .formulas_engine import evaluate_with_formulas
+        return evaluate_with_formulas(Path(path), progress)
+    raise ValueError(f"unknown engine {engine!r}: choose from {', '.join(ENGINES)}")
+
+
+__all__ = ["CellValueError", "EvaluatedBook", "ENGINES", "evaluate"]

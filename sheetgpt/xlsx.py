@@ -1,0 +1,300 @@
+"""A small streaming .xlsx (OOXML SpreadsheetML) writer.
+
+Sheets are streamed row by row into the zip, so a sheet's XML is never held whole in
+memory. Cells carry the optional `r=` attribute only after a gap and on shared formulas
+(ECMA-376 makes it optional; openpyxl needs it to place a shared formula). Strings are inline, so each
+sheet is self-contained. The file is deterministic: fixed zip timestamps, fixed order.
+Formula cells carry no cached value: the workbook asks to be fully recalculated on load.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+import tempfile
+import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+NS_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+NS_PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
+XML_HEAD = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+ZIP64_LIMIT = 2**31 - 1
+
+
+class Style:
+    """Indexes into cellXfs of STYLES_XML."""
+
+    DEFAULT, TITLE, HEADER, INPUT, NUMBER, PERCENT, MASKED, WEIGHT, LINK = range(9)
+
+
+STYLES_XML = XML_HEAD + f"""<styleSheet xmlns="{NS_MAIN}">
+<numFmts count="2"><numFmt numFmtId="164" formatCode="0.0000"/><numFmt numFmtId="165" formatCode="0.00%"/></numFmts>
+<fonts count="5"><font><sz val="11"/><name val="Calibri"/></font><font><b/><sz val="14"/><name val="Calibri"/></font><font><b/><sz val="11"/><name val="Calibri"/></font><font><i/><sz val="11"/><color rgb="FF808080"/><name val="Calibri"/></font><font><u/><sz val="11"/><color rgb="FF0563C1"/><name val="Calibri"/></font></fonts>
+<fills count="4"><fill><patternFill patternType="none"/></fill><fill><patternFill patternType="gray125"/></fill><fill><patternFill patternType="solid"><fgColor rgb="FFFFF2CC"/><bgColor indexed="64"/></patternFill></fill><fill><patternFill patternType="solid"><fgColor rgb="FFEDEDED"/><bgColor indexed="64"/></patternFill></fill></fills>
+<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>
+<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>
+<cellXfs count="9">
+<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>
+<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/>
+<xf numFmtId="0" fontId="2" fillId="0" borderId="0" xfId="0" applyFont="1"/>
+<xf numFmtId="0" fontId="2" fillId="2" borderId="0" xfId="0" applyFont="1" applyFill="1"/>
+<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>
+<xf numFmtId="165" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>
+<xf numFmtId="0" fontId="3" fillId="3" borderId="0" xfId="0" applyFont="1" applyFill="1"/>
+<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>
+<xf numFmtId="0" fontId="4" fillId="0" borderId="0" xfId="0" applyFont="1"/>
+</cellXfs>
+<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>
+</styleSheet>
+"""
+
+# XML 1.0 cannot hold most control characters; OOXML escapes them as _xHHHH_, and a literal
+# "_xHHHH_" in text must then have its underscore escaped so it is not decoded.
+_NEEDS_OOXML_ESCAPE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|_(?=x[0-9A-Fa-f]{4}_)")
+
+
+def escape_text(text: str) -> str:
+    """Escape text for an XML text node, including OOXML's _xHHHH_ escapes."""
+    text = _NEEDS_OOXML_ESCAPE.sub(lambda m: "_x%04X_" % ord(m.group()), text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_attr(text: str) -> str:
+    return escape_text(text).replace('"', "&quot;")
+
+
+def string_cell(text: str, style: int = 0) -> bytes:
+    s = f' s="{style}"' if style else ""
+    return f'<c{s} t="inlineStr"><is><t xml:space="preserve">{escape_text(text)}</t></is></c>'.encode()
+
+
+def number_cells(values: np.ndarray | Sequence[float], style: int = 0, fmt: str = "%.17g") -> bytes:
+    """Consecutive number cells. '%.9g' is enough to round-trip float32 exactly."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    s = f' s="{style}"' if style else ""
+    template = f"<c{s}><v>{fmt}</v></c>".encode() * len(values)
+    return template % tuple(values.tolist())
+
+
+def formula_cell(formula: str, style: int = 0) -> bytes:
+    """One formula (without the leading '=') with no cached value."""
+    s = f' s="{style}"' if style else ""
+    return f"<c{s}><f>{escape_text(formula)}</f></c>".encode()
+
+
+def shared_formula_master(formula: str, ref: str, si: int, style: int, col: int, row: int) -> bytes:
+    """The top-left cell of a shared formula group covering `ref` (e.g. B3:Q12)."""
+    s = f' s="{style}"' if style else ""
+    return f'<c r="{col_letter(col)}{row}"{s}><f t="shared" ref="{ref}" si="{si}">{escape_text(formula)}</f></c>'.encode()
+
+
+def shared_formula_cells(col: int, n: int, row: int, si: int, style: int = 0) -> bytes:
+    """n consecutive cells from `col` that follow shared formula group si.
+
+    They carry r= (openpyxl needs it to translate a shared formula to its cell).
+    """
+    return _shared_template(col, n, si, style) % ((row,) * n)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_template(col: int, n: int, si: int, style: int) -> bytes:
+    s = f' s="{style}"' if style else ""
+    return b"".join(f'<c r="{col_letter(c)}%d"{s}><f t="shared" si="{si}"/></c>'.encode()
+                    for c in range(col, col + n))
+
+
+def col_letter(col: int) -> str:
+    s = ""
+    while col:
+        col, r = divmod(col - 1, 26)
+        s = chr(65 + r) + s
+    return s
+
+
+Run = tuple[int, int, bytes]  # first column (1-based), number of cells, their XML
+
+
+def row_xml(row: int, runs: Iterable[Run]) -> bytes:
+    """A <row> from runs of consecutive cells; a run that does not follow on gets r=."""
+    parts = [b'<row r="%d">' % row]
+    next_col = 1
+    for col, n, xml in sorted(runs, key=lambda run: run[0]):
+        if n == 0:
+            continue
+        if col < next_col:
+            raise ValueError(f"overlapping cells in row {row} at column {col}")
+        if col != next_col and not xml.startswith(b"<c r="):  # name the first cell after a gap: <c r="D7" ...
+            xml = xml[:2] + f' r="{col_letter(col)}{row}"'.encode() + xml[2:]
+        parts.append(xml)
+        next_col = col + n
+    parts.append(b"</row>")
+    return b"".join(parts)
+
+
+@dataclass
+class SheetOptions:
+    tab_color: str | None = None  # RRGGBB
+    freeze: tuple[int, int] | None = None  # first unfrozen (row, col), e.g. (3, 2)
+    col_widths: Sequence[tuple[int, int, float]] = ()  # (first col, last col, width)
+    hyperlinks: Sequence[tuple[str, str, str]] = ()  # (cell, location like 'Sheet'!A1, tooltip)
+    hidden: bool = False
+
+
+class WorkbookWriter:
+    """Write an .xlsx to `path` atomically: into a temporary file beside it, renamed at the end.
+
+    Use as a context manager; on any exception the temporary file is removed and an
+    existing file at `path` is left untouched.
+    """
+
+    def __init__(self, path: str | Path, compresslevel: int = 1):
+        self.path = Path(path)
+        self.compresslevel = compresslevel
+        self.sheets: list[tuple[str, SheetOptions]] = []
+        self.names: list[tuple[str, str]] = []
+
+    def __enter__(self) -> "WorkbookWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self._tmp = Path(tmp)
+        self._file = os.fdopen(fd, "wb")
+        self._zip = zipfile.ZipFile(self._file, "w", compression=zipfile.ZIP_DEFLATED,
+                                    compresslevel=self.compresslevel)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._finish()
+                self._zip.close()
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
+                os.replace(self._tmp, self.path)
+        finally:
+            if exc_type is not None or self._tmp.exists():
+                try:
+                    self._zip.close()
+                except Exception:
+                    pass
+                self._file.close()
+                self._tmp.unlink(missing_ok=True)
+
+    def _part(self, name: str, force_zip64: bool = False):
+        info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        level_attr = "compress_level" if hasattr(info, "compress_level") else "_compresslevel"  # 3.13 renamed it
+        setattr(info, level_attr, self.compresslevel)
+        info.external_attr = 0o600 << 16
+        return self._zip.open(info, "w", force_zip64=force_zip64)
+
+    def _write_part(self, name: str, text: str) -> None:
+        with self._part(name) as f:
+            f.write(text.encode())
+
+    @contextmanager
+    def sheet(self, name: str, options: SheetOptions = SheetOptions(),
+              size_hint: int = 0) -> Iterator:
+        """Stream one worksheet: yields `write(bytes)` for consecutive <row> elements.
+
+        size_hint: expected uncompressed bytes; above 2 GiB the part is written as ZIP64.
+        """
+        self.sheets.append((name, options))
+        index = len(self.sheets)
+        with self._part(f"xl/worksheets/sheet{index}.xml", size_hint > ZIP64_LIMIT) as f:
+            f.write(_sheet_head(options).encode())
+            buffer: list[bytes] = []
+            size = 0
+
+            def write(xml: bytes) -> None:
+                nonlocal size
+                buffer.append(xml)
+                size += len(xml)
+                if size > 1 << 20:  # flush in ~1 MB pieces: bounded memory
+                    f.write(b"".join(buffer))
+                    buffer.clear()
+                    size = 0
+
+            yield write
+            f.write(b"".join(buffer))
+            f.write(_sheet_tail(options).encode())
+
+    def define_name(self, name: str, ref: str) -> None:
+        self.names.append((name, ref))
+
+    def _finish(self) -> None:
+        n = len(self.sheets)
+        hidden = ' state="hidden"'
+        sheets = "".join(
+            f'<sheet name="{escape_attr(name)}" sheetId="{i}"{hidden if opt.hidden else ""} r:id="rId{i}"/>'
+            for i, (name, opt) in enumerate(self.sheets, 1))
+        names = "".join(f'<definedName name="{escape_attr(name)}">{escape_text(ref)}</definedName>'
+                        for name, ref in sorted(self.names, key=lambda x: x[0].lower()))
+        first_visible = next(i for i, (_, opt) in enumerate(self.sheets) if not opt.hidden)
+        self._write_part("xl/workbook.xml", XML_HEAD + (
+            f'<workbook xmlns="{NS_MAIN}" xmlns:r="{NS_REL}">'
+            f'<bookViews><workbookView activeTab="{first_visible}"/></bookViews>'
+            f"<sheets>{sheets}</sheets>"
+            + (f"<definedNames>{names}</definedNames>" if names else "")
+            + '<calcPr calcId="191029" fullCalcOnLoad="1"/></workbook>'))
+        rels = "".join(
+            f'<Relationship Id="rId{i}" Type="{NS_REL}/worksheet" Target="worksheets/sheet{i}.xml"/>'
+            for i in range(1, n + 1))
+        rels += f'<Relationship Id="rId{n + 1}" Type="{NS_REL}/styles" Target="styles.xml"/>'
+        self._write_part("xl/_rels/workbook.xml.rels",
+                         XML_HEAD + f'<Relationships xmlns="{NS_PKG_REL}">{rels}</Relationships>')
+        self._write_part("xl/styles.xml", STYLES_XML)
+        self._write_part("_rels/.rels", XML_HEAD + (
+            f'<Relationships xmlns="{NS_PKG_REL}">'
+            f'<Relationship Id="rId1" Type="{NS_REL}/officeDocument" Target="xl/workbook.xml"/>'
+            "</Relationships>"))
+        overrides = "".join(
+            f'<Override PartName="/xl/worksheets/sheet{i}.xml" '
+            'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+            for i in range(1, n + 1))
+        self._write_part("[Content_Types].xml", XML_HEAD + (
+            '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+            '<Default Extension="xml" ContentType="application/xml"/>'
+            '<Override PartName="/xl/workbook.xml" '
+            'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+            '<Override PartName="/xl/styles.xml" '
+            'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>'
+            f"{overrides}</Types>"))
+
+
+def _sheet_head(opt: SheetOptions) -> str:
+    head = XML_HEAD + f'<worksheet xmlns="{NS_MAIN}" xmlns:r="{NS_REL}">'
+    if opt.tab_color:
+        head += f'<sheetPr><tabColor rgb="FF{opt.tab_color}"/></sheetPr>'
+    if opt.freeze:
+        row, col = opt.freeze
+        pane = ""
+        if col > 1:
+            pane += f' xSplit="{col - 1}"'
+        if row > 1:
+            pane += f' ySplit="{row - 1}"'
+        active = "bottomRight" if row > 1 and col > 1 else ("bottomLeft" if row > 1 else "topRight")
+        head += (f'<sheetViews><sheetView workbookViewId="0"><pane{pane} topLeftCell="{col_letter(col)}{row}" '
+                 f'activePane="{active}" state="frozen"/></sheetView></sheetViews>')
+    head += '<sheetFormatPr defaultRowHeight="15"/>'
+    if opt.col_widths:
+        head += "<cols>" + "".join(f'<col min="{a}" max="{b}" width="{w}" customWidth="1"/>'
+                                   for a, b, w in opt.col_widths) + "</cols>"
+    return head + "<sheetData>"
+
+
+def _sheet_tail(opt: SheetOptions) -> str:
+    tail = "</sheetData>"
+    if opt.hyperlinks:
+        tail += "<hyperlinks>" + "".join(
+            f'<hyperlink ref="{cell}" location="{escape_attr(loc)}" display="{escape_attr(tip)}"/>'
+            for cell, loc, tip in opt.hyperlinks) + "</hyperlinks>"
+    return tail + "</worksheet>"
