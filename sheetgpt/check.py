@@ -70,7 +70,7 @@ def read_defined_names(path: Path) -> tuple[list[str], dict[str, str]]:
     return sheets, names
 
 
-def load_book(path: str | Path, engine: str = "formulas", progress: bool | None = None) -> BookContents:
+def load_book(path: str | Path, engine: str = "fast", progress: bool | None = None) -> BookContents:
     """Evaluate a sheetgpt workbook and read its config, weights and token ids."""
     path = Path(path)
     sheets, names = read_defined_names(path)
@@ -99,7 +99,7 @@ def load_book(path: str | Path, engine: str = "formulas", progress: bool | None 
 
 
 def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: str | None = None,
-                   tol: float = DEFAULT_TOL, engine: str = "formulas",
+                   tol: float = DEFAULT_TOL, engine: str = "fast",
                    progress: bool | None = None) -> CheckReport:
     book = load_book(path, engine, progress)
     inputs: list[str] = []

@@ -93,8 +93,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
     from .engines import ENGINES
-    p.add_argument("--engine", choices=ENGINES, default="formulas",
-                   help="formula engine (default: formulas; small workbooks only)")
+    p.add_argument("--engine", choices=ENGINES, default="fast",
+                   help="formula engine: fast (default, sheetgpt's own) or formulas (the PyPI package, "
+                        "for cross-checking small workbooks only)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 

@@ -9,11 +9,14 @@ from pathlib import Path
 
 from .base import CellValueError, EvaluatedBook
 
-ENGINES = ("formulas",)
+ENGINES = ("fast", "formulas")
 
 
-def evaluate(path: str | Path, engine: str = "formulas", progress: bool | None = None) -> EvaluatedBook:
+def evaluate(path: str | Path, engine: str = "fast", progress: bool | None = None) -> EvaluatedBook:
     """Recalculate every formula of the workbook at `path` with the named engine."""
+    if engine == "fast":
+        from .fast import evaluate_fast
+        return evaluate_fast(Path(path), progress)
     if engine == "formulas":
         from .formulas_engine import evaluate_with_formulas
         return evaluate_with_formulas(Path(path), progress)

@@ -1,0 +1,259 @@
+"""Group formula cells that compute the same way, and order the groups by dependency.
+
+Cells share a group when their formulas have the same shape once every reference is
+replaced by a slot: a shared formula's cells (Excel's own grouping), or plain formulas
+that differ only in where they point. Each slot then holds one rectangle per cell, so a
+group is evaluated as one NumPy operation over gathered arrays.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..base import cell_name
+from .parser import Bool, Binary, Call, Err, FormulaError, Missing, Name, Num, Ref, Str, Unary, parse, parse_ref
+from .reader import FileError, Workbook
+
+
+@dataclass(frozen=True)
+class Slot:
+    index: int
+
+
+@dataclass
+class Group:
+    sheet: str
+    rows: np.ndarray  # int64 [n], 0-based cells computed by this group
+    cols: np.ndarray
+    tree: object  # the formula with references replaced by Slots
+    slot_sheets: list[str]
+    slot_shapes: list[tuple[int, int]]
+    slot_r0: list[np.ndarray]  # per slot: top-left row of its rectangle, per cell
+    slot_c0: list[np.ndarray]
+    array: bool = False  # an array formula: ranges stay arrays everywhere
+    source: str = ""  # formula text of the first cell, for messages
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def first_cell(self) -> str:
+        return f"{self.sheet}!{cell_name(int(self.rows[0]) + 1, int(self.cols[0]) + 1)}"
+
+    def split(self) -> list["Group"]:
+        return [Group(self.sheet, self.rows[i:i + 1], self.cols[i:i + 1], self.tree, self.slot_sheets,
+                      self.slot_shapes, [r[i:i + 1] for r in self.slot_r0], [c[i:i + 1] for c in self.slot_c0],
+                      self.array, self.source) for i in range(len(self))]
+
+
+class CompileError(FileError):
+    pass
+
+
+def _templatize(tree, own_sheet: str, wb: Workbook, functions) -> tuple[object, list[tuple[str, Ref]]]:
+    """Replace references by Slots; resolve defined names; check every function is known."""
+    refs: list[tuple[str, Ref]] = []
+    names = {k.upper(): v for k, v in wb.names.items()}
+
+    def walk(node):
+        if isinstance(node, Ref):
+            sheet = own_sheet if node.sheet is None else node.sheet
+            if sheet not in wb.sheets:
+                return Err("#REF!")
+            refs.append((sheet, node))
+            return Slot(len(refs) - 1)
+        if isinstance(node, Name):
+            target = names.get(node.name.upper())
+            ref = parse_ref(target.lstrip("=")) if target else None
+            if ref is None or ref.sheet is None or ref.sheet not in wb.sheets:
+                return Err("#NAME?")
+            refs.append((ref.sheet, ref))
+            return Slot(len(refs) - 1)
+        if isinstance(node, Unary):
+            return Unary(node.op, walk(node.arg))
+        if isinstance(node, Binary):
+            return Binary(node.op, walk(node.left), walk(node.right))
+        if isinstance(node, Call):
+            if node.name not in functions:
+                raise FormulaError(f"function {node.name} is not supported by this engine")
+            return Call(node.name, tuple(walk(a) for a in node.args))
+        return node
+
+    return walk(tree), refs
+
+
+@dataclass
+class _Acc:
+    rows: list[int] = field(default_factory=list)
+    cols: list[int] = field(default_factory=list)
+    r0: list[list[int]] = field(default_factory=list)
+    c0: list[list[int]] = field(default_factory=list)
+    source: str = ""
+
+
+def compile_groups(wb: Workbook, functions) -> list[Group]:
+    """All formula cells of the workbook as groups (not yet ordered)."""
+    groups: list[Group] = []
+    for sheet in wb.sheets.values():
+        for si, shared in sheet.shared.items():
+            where = f"{sheet.name}!{cell_name(shared.row + 1, shared.col + 1)}"
+            try:
+                tree, refs = _templatize(parse(shared.text), sheet.name, wb, functions)
+            except FormulaError as e:
+                raise CompileError(f"cell {where}: {e} (formula ={shared.text})") from None
+            rows, cols = np.asarray(shared.rows, np.int64), np.asarray(shared.cols, np.int64)
+            groups.extend(_shared_groups(sheet.name, tree, refs, rows, cols, shared.row, shared.col,
+                                         shared.text, where))
+        plain: dict[tuple, _Acc] = defaultdict(_Acc)
+        cache: dict[str, tuple[object, list]] = {}
+        for row, col, text in sheet.formulas:
+            if text not in cache:
+                try:
+                    cache[text] = _templatize(parse(text), sheet.name, wb, functions)
+                except FormulaError as e:
+                    raise CompileError(f"cell {sheet.name}!{cell_name(row + 1, col + 1)}: {e} "
+                                       f"(formula ={text})") from None
+            tree, refs = cache[text]
+            key = (tree, tuple((s, r.shape) for s, r in refs))
+            acc = plain[key]
+            if not acc.rows:
+                acc.source = text
+                acc.r0 = [[] for _ in refs]
+                acc.c0 = [[] for _ in refs]
+            acc.rows.append(row)
+            acc.cols.append(col)
+            for k, (_, ref) in enumerate(refs):
+                acc.r0[k].append(ref.r0)
+                acc.c0[k].append(ref.c0)
+        for (tree, slot_info), acc in plain.items():
+            groups.append(Group(sheet.name, np.asarray(acc.rows, np.int64), np.asarray(acc.cols, np.int64), tree,
+                                [s for s, _ in slot_info], [shape for _, shape in slot_info],
+                                [np.asarray(r, np.int64) for r in acc.r0], [np.asarray(c, np.int64) for c in acc.c0],
+                                source=acc.source))
+    return groups
+
+
+def _shared_groups(sheet: str, tree, refs, rows, cols, mrow, mcol, text, where) -> list[Group]:
+    """A shared formula's cells, each reference moved by the cell's offset from the master
+    where it is relative; split where a mixed reference makes rectangles differ in shape."""
+    dr, dc = rows - mrow, cols - mcol
+    r0s, c0s, hs, ws = [], [], [], []
+    for _, ref in refs:
+        r0 = ref.r0 + (0 if ref.abs_r0 else dr)
+        c0 = ref.c0 + (0 if ref.abs_c0 else dc)
+        r1 = ref.r1 + (0 if ref.abs_r1 else dr)
+        c1 = ref.c1 + (0 if ref.abs_c1 else dc)
+        if np.any(np.minimum(r0, r1) < 0) or np.any(np.minimum(c0, c1) < 0):
+            raise CompileError(f"cell {where}: a shared formula moves a reference off the sheet (#REF!)")
+        r0s.append(np.minimum(r0, r1) + np.zeros_like(rows))
+        c0s.append(np.minimum(c0, c1) + np.zeros_like(rows))
+        hs.append(np.abs(r1 - r0) + 1 + np.zeros_like(rows))
+        ws.append(np.abs(c1 - c0) + 1 + np.zeros_like(rows))
+    if not refs:
+        return [Group(sheet, rows, cols, tree, [], [], [], [], source=text)]
+    shape_key = np.stack(hs + ws, axis=1)
+    keys, inverse = np.unique(shape_key, axis=0, return_inverse=True)
+    out = []
+    for k, key in enumerate(keys):
+        sel = np.flatnonzero(inverse.ravel() == k)
+        out.append(Group(sheet, rows[sel], cols[sel], tree, [s for s, _ in refs],
+                         [(int(key[i]), int(key[len(refs) + i])) for i in range(len(refs))],
+                         [r[sel] for r in r0s], [c[sel] for c in c0s], source=text))
+    return out
+
+
+# -- ordering -----------------------------------------------------------------------------
+def order_groups(groups: list[Group]) -> list[Group]:
+    """Groups in an order where each comes after every group it reads from.
+
+    Dependencies are found by bounding boxes; groups caught in a cycle of boxes are split
+    into single cells (whose boxes are exact), and a cycle that remains is a real circular
+    reference."""
+    order, cyclic = _toposort(groups)
+    if not cyclic:
+        return order
+    singles = [g for g in groups if id(g) not in cyclic]
+    for g in groups:
+        if id(g) in cyclic:
+            singles.extend(g.split())
+    order, cyclic = _toposort(singles)
+    if cyclic:
+        g = next(g for g in singles if id(g) in cyclic)
+        raise CompileError(f"circular reference: cell {g.first_cell()} depends on itself (formula ={g.source})")
+    return order
+
+
+def _boxes(groups: list[Group]):
+    out_boxes = defaultdict(list)  # sheet -> [(r0, r1, c0, c1, group index)]
+    for i, g in enumerate(groups):
+        out_boxes[g.sheet].append((int(g.rows.min()), int(g.rows.max()), int(g.cols.min()), int(g.cols.max()), i))
+    return out_boxes
+
+
+def _toposort(groups: list[Group]) -> tuple[list[Group], set[int]]:
+    out_boxes = _boxes(groups)
+    deps: list[set[int]] = []
+    for g in groups:
+        d = set()
+        for sheet, (h, w), r0, c0 in zip(g.slot_sheets, g.slot_shapes, g.slot_r0, g.slot_c0):
+            a0, a1, b0, b1 = int(r0.min()), int(r0.max()) + h - 1, int(c0.min()), int(c0.max()) + w - 1
+            for (p0, p1, q0, q1, j) in out_boxes.get(sheet, ()):
+                if p0 <= a1 and a0 <= p1 and q0 <= b1 and b0 <= q1:
+                    d.add(j)
+        deps.append(d)
+    sccs = _tarjan(len(groups), deps)
+    cyclic: set[int] = set()
+    order = []
+    for comp in sccs:  # Tarjan yields components dependencies-first
+        if len(comp) > 1 or comp[0] in deps[comp[0]]:
+            cyclic.update(id(groups[i]) for i in comp)
+        order.extend(groups[i] for i in comp)
+    return order, cyclic
+
+
+def _tarjan(n: int, deps: list[set[int]]) -> list[list[int]]:
+    """Strongly connected components (iterative), each after the components it depends on."""
+    index = [-1] * n
+    low = [0] * n
+    on_stack = [False] * n
+    stack: list[int] = []
+    comps: list[list[int]] = []
+    counter = 0
+    for root in range(n):
+        if index[root] >= 0:
+            continue
+        work = [(root, iter(deps[root]))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack[root] = True
+        while work:
+            v, it = work[-1]
+            advanced = False
+            for w in it:
+                if index[w] < 0:
+                    index[w] = low[w] = counter
+                    counter += 1
+                    stack.append(w)
+                    on_stack[w] = True
+                    work.append((w, iter(deps[w])))
+                    advanced = True
+                    break
+                if on_stack[w]:
+                    low[v] = min(low[v], index[w])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on_stack[w] = False
+                    comp.append(w)
+                    if w == v:
+                        break
+                comps.append(comp)
+    return comps

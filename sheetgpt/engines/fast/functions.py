@@ -1,0 +1,374 @@
+"""The spreadsheet functions this engine supports, each vectorised over a group's cells.
+
+A function gets the evaluation context and its argument trees, so it decides itself
+whether an argument is a reference (read lazily, rectangles deduplicated across cells),
+an array (inside SUMPRODUCT and MMULT) or one value per cell.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .evaluator import Ctx, evaluate, operand, select
+from .parser import Missing
+from .reader import BOOL, EMPTY, ERR, NUM, STR
+from .values import (EvalError, RangeVal, Vals, as_numbers, const, error, first_errors, gather, materialize,
+                     numbers_result)
+
+
+def _scalar(ctx: Ctx, node) -> Vals:
+    saved, ctx.array = ctx.array, False
+    try:
+        v = operand(ctx, evaluate(node, ctx))
+    finally:
+        ctx.array = saved
+    return v.take((slice(None), 0, 0)) if v.num.ndim == 3 else v
+
+
+def _array(ctx: Ctx, node):
+    """An argument evaluated as an array (Excel evaluates SUMPRODUCT/MMULT args so)."""
+    saved, ctx.array = ctx.array, True
+    try:
+        return evaluate(node, ctx)
+    finally:
+        ctx.array = saved
+
+
+def _unique_ranges(rv: RangeVal) -> tuple[RangeVal, np.ndarray]:
+    """The distinct rectangles of a RangeVal and, per cell, which one it uses."""
+    key = rv.r0 * (1 << 20) + rv.c0
+    uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return RangeVal(rv.sheet, rv.r0[first], rv.c0[first], rv.h, rv.w), inverse.ravel()
+
+
+def _as_arrays(ctx: Ctx, v) -> tuple[Vals, np.ndarray | None]:
+    """An argument as arrays [u, h, w] with, per cell, the index of its array (or None: one per cell)."""
+    if isinstance(v, RangeVal):
+        uniq, inverse = _unique_ranges(v)
+        return materialize(ctx.sheets, uniq), inverse
+    if v.num.ndim == 1:
+        return Vals(v.num[:, None, None], None if v.kind is None else v.kind[:, None, None],
+                    None if v.obj is None else v.obj[:, None, None]), None
+    return v, None
+
+
+def _expand(x: np.ndarray, inverse: np.ndarray | None) -> np.ndarray:
+    return x if inverse is None else x[inverse]
+
+
+# -- reductions over ranges: numbers only, text and empty cells ignored, errors propagate -----
+def _reduce(ctx: Ctx, args, reducer, empty_value: float | None) -> Vals:
+    """reducer(list of 1-D number arrays) -> value, per cell."""
+    parts = []  # per argument: (numbers [u, k] masked, mask, errors, inverse)
+    for node in args:
+        v = evaluate(node, ctx) if not isinstance(node, Missing) else const(0.0, ctx.n)
+        if isinstance(v, RangeVal) or v.num.ndim == 3:
+            arr, inverse = _as_arrays(ctx, v)
+            u = arr.num.shape[0]
+            num = arr.num.reshape(u, -1)
+            kind = arr.kind.reshape(u, -1) if arr.kind is not None else None
+            mask = np.ones(num.shape, bool) if kind is None else kind == NUM
+            errs = None
+            if kind is not None and (kind == ERR).any():
+                obj = arr.obj.reshape(u, -1)
+                errs = np.array([next((o for o, k in zip(obj[i], kind[i]) if k == ERR), None) for i in range(u)],
+                                dtype=object)
+            parts.append((num, mask, errs, inverse))
+        else:  # a value given directly counts even if it is TRUE or numeric text
+            num, errs = as_numbers(v)
+            parts.append((num[:, None], np.ones((ctx.n, 1), bool), errs, None))
+    out = np.empty(ctx.n)
+    errors = np.full(ctx.n, None, dtype=object)
+    if all(inv is not None and len(num) == 1 for num, _, _, inv in parts):  # one shared range: once
+        values = np.concatenate([num[0][mask[0]] for num, mask, _, _ in parts])
+        result = reducer(values) if values.size or empty_value is None else empty_value
+        out[:] = np.nan if result is None else result
+        errors[:] = next((e[0] for _, _, e, _ in parts if e is not None and e[0] is not None), None)
+        if result is None and errors[0] is None:
+            errors[:] = "#DIV/0!"
+        return numbers_result(out, errors if (~np.equal(errors, None)).any() else None)
+    if len(parts) == 1 and parts[0][1].all() and parts[0][2] is None:  # plain numbers: vectorised
+        num, _, _, inverse = parts[0]
+        fast = {np.sum: np.sum, np.max: np.max, np.min: np.min}.get(reducer)
+        if fast is not None and num.shape[1] > 0:
+            return numbers_result(_expand(fast(num, axis=1), inverse))
+    for i in range(ctx.n):
+        values = []
+        for num, mask, errs, inverse in parts:
+            j = i if inverse is None else inverse[i]
+            if errs is not None and errs[j] is not None and errors[i] is None:
+                errors[i] = errs[j]
+            values.append(num[j][mask[j]])
+        values = np.concatenate(values)
+        result = reducer(values) if values.size or empty_value is None else empty_value
+        if result is None:
+            errors[i] = errors[i] or "#DIV/0!"
+            result = np.nan
+        out[i] = result
+    return numbers_result(out, errors if (~np.equal(errors, None)).any() else None)
+
+
+def _mean(values: np.ndarray):
+    return values.mean() if values.size else None
+
+
+def _varp(values: np.ndarray):
+    return ((values - values.mean()) ** 2).mean() if values.size else None
+
+
+def SUM(ctx, args):
+    return _reduce(ctx, args, np.sum, 0.0)
+
+
+def AVERAGE(ctx, args):
+    return _reduce(ctx, args, _mean, None)
+
+
+def MAX(ctx, args):
+    return _reduce(ctx, args, np.max, 0.0)
+
+
+def MIN(ctx, args):
+    return _reduce(ctx, args, np.min, 0.0)
+
+
+def COUNT(ctx, args):
+    return _reduce(ctx, args, lambda v: float(v.size), 0.0)
+
+
+def VARP(ctx, args):
+    return _reduce(ctx, args, _varp, None)
+
+
+def _kth(ctx, args, largest: bool) -> Vals:
+    if len(args) != 2:
+        raise EvalError("LARGE and SMALL take 2 arguments")
+    v = evaluate(args[0], ctx)
+    arr, inverse = _as_arrays(ctx, v)
+    k, kerr = as_numbers(_scalar(ctx, args[1]))
+    u = arr.num.shape[0]
+    num = arr.num.reshape(u, -1)
+    kind = arr.kind.reshape(u, -1) if arr.kind is not None else None
+    out = np.full(ctx.n, np.nan)
+    errors = np.full(ctx.n, None, dtype=object) if kerr is None else kerr.copy()
+    sorted_ = []
+    for i in range(u):
+        if kind is not None and (kind[i] == ERR).any():
+            sorted_.append(arr.obj.reshape(u, -1)[i][kind[i] == ERR][0])
+            continue
+        vals = num[i] if kind is None else num[i][kind[i] == NUM]
+        sorted_.append(-np.sort(-vals) if largest else np.sort(vals))
+    for i in range(ctx.n):
+        if errors[i] is not None:
+            continue
+        s = sorted_[i if inverse is None else inverse[i]]
+        kk = math.ceil(k[i] - 1e-12) if np.isfinite(k[i]) else 0
+        if isinstance(s, str):
+            errors[i] = s
+        elif not 1 <= kk <= len(s):
+            errors[i] = "#NUM!"
+        else:
+            out[i] = s[kk - 1]
+    return numbers_result(out, errors)
+
+
+def LARGE(ctx, args):
+    return _kth(ctx, args, True)
+
+
+def SMALL(ctx, args):
+    return _kth(ctx, args, False)
+
+
+# -- products -------------------------------------------------------------------------------
+def _dot(ctx: Ctx, a: RangeVal, b: RangeVal) -> Vals | None:
+    """Per cell: sum of a's rectangle times b's, both read row by row; None if not all numbers.
+
+    Distinct rectangles are read once; when few distinct pairs exist (a row of activations
+    against columns of a weight matrix) it is one matrix product."""
+    ua, ia = _unique_ranges(a)
+    ub, ib = _unique_ranges(b)
+    A, B = materialize(ctx.sheets, ua), materialize(ctx.sheets, ub)
+    if A.kind is not None or B.kind is not None:
+        return None
+    k = a.h * a.w
+    Am, Bm = A.num.reshape(A.num.shape[0], k), B.num.reshape(B.num.shape[0], k)
+    if Am.shape[0] * Bm.shape[0] <= 4 * ctx.n + 64:
+        return numbers_result((Am @ Bm.T)[ia, ib])
+    return numbers_result(np.einsum("nk,nk->n", Am[ia], Bm[ib]))
+
+
+def SUMPRODUCT(ctx, args):
+    if not args:
+        raise EvalError("SUMPRODUCT needs at least one argument")
+    vals = [_array(ctx, a) for a in args]
+    if len(vals) == 2 and all(isinstance(v, RangeVal) for v in vals) and \
+            (vals[0].h, vals[0].w) == (vals[1].h, vals[1].w):
+        fast = _dot(ctx, vals[0], vals[1])
+        if fast is not None:
+            return fast
+    arrays = [_as_arrays(ctx, v) for v in vals]
+    if len({arr.num.shape[1:] for arr, _ in arrays}) != 1:
+        return error("#VALUE!", ctx.n)
+    total = np.ones((ctx.n, *arrays[0][0].num.shape[1:]))
+    errs = None
+    for arr, inverse in arrays:
+        num = arr.num if arr.kind is None else np.where(arr.kind == NUM, arr.num, 0.0)  # text counts as 0
+        total = total * _expand(num, inverse)
+        if arr.kind is not None and (arr.kind == ERR).any():
+            codes = _expand(np.where(arr.kind == ERR, arr.obj, None), inverse).reshape(ctx.n, -1)
+            errs = first_errors(errs, np.array([next((x for x in row if x is not None), None) for row in codes],
+                                               dtype=object))
+    return numbers_result(total.reshape(ctx.n, -1).sum(axis=1), errs)
+
+
+def MMULT(ctx, args):
+    if len(args) != 2:
+        raise EvalError("MMULT takes 2 arguments")
+    a, b = _array(ctx, args[0]), _array(ctx, args[1])
+    if isinstance(a, RangeVal) and isinstance(b, RangeVal):
+        if a.w != b.h:
+            return error("#VALUE!", ctx.n)
+        if a.h == 1 and b.w == 1:  # a row by a column: what a normal cell shows is their dot product
+            fast = _dot(ctx, a, b)
+            if fast is not None:
+                return fast
+    A, ia = _as_arrays(ctx, a)
+    B, ib = _as_arrays(ctx, b)
+    if A.num.shape[2] != B.num.shape[1]:
+        return error("#VALUE!", ctx.n)
+    bad_a = _expand(np.zeros(A.num.shape[0], bool) if A.kind is None else (A.kind != NUM).reshape(len(A.num), -1).any(1), ia)
+    bad_b = _expand(np.zeros(B.num.shape[0], bool) if B.kind is None else (B.kind != NUM).reshape(len(B.num), -1).any(1), ib)
+    top_left = np.einsum("nk,nk->n", _expand(A.num, ia)[:, 0, :], _expand(B.num, ib)[:, :, 0])
+    bad = bad_a | bad_b
+    return numbers_result(top_left, np.where(bad, "#VALUE!", None) if bad.any() else None)
+
+
+# -- lookup ----------------------------------------------------------------------------------
+def INDEX(ctx, args):
+    if not 2 <= len(args) <= 3:
+        raise EvalError("INDEX takes 2 or 3 arguments")
+    ref = evaluate(args[0], ctx)
+    r, er = as_numbers(_scalar(ctx, args[1]))
+    has_col = len(args) == 3 and not isinstance(args[2], Missing)
+    c, ec = as_numbers(_scalar(ctx, args[2])) if has_col else (np.zeros(ctx.n), None)
+    r, c = np.trunc(r).astype(np.int64), np.trunc(c).astype(np.int64)
+    if isinstance(ref, RangeVal):
+        h, w, sheet, r0, c0 = ref.h, ref.w, ref.sheet, ref.r0, ref.c0
+    else:
+        raise EvalError("INDEX of a computed array is not supported")
+    if not has_col and h == 1 and w > 1:  # INDEX(a row, n) picks the n-th column
+        r, c = np.ones_like(r), r
+    elif not has_col and w == 1:
+        c = np.ones_like(r)
+    whole_row, whole_col = c == 0, r == 0
+    if whole_row.any() or whole_col.any():  # a whole row or column: a reference, same shape for all cells
+        if not (whole_row.all() or whole_col.all()) or (whole_row & whole_col).any() or er is not None or ec is not None:
+            raise EvalError("INDEX with row or column 0 in only some cells is not supported")
+        if whole_row.all():
+            if ((r < 1) | (r > h)).any():
+                raise EvalError("INDEX row out of range")
+            return RangeVal(sheet, r0 + r - 1, c0, 1, w)
+        if ((c < 1) | (c > w)).any():
+            raise EvalError("INDEX column out of range")
+        return RangeVal(sheet, r0, c0 + c - 1, h, 1)
+    ok = (r >= 1) & (r <= h) & (c >= 1) & (c <= w)
+    v = gather(ctx.sheets, sheet, np.where(ok, r0 + r - 1, r0), np.where(ok, c0 + c - 1, c0))
+    errs = first_errors(er, ec, np.where(ok, None, "#REF!") if not ok.all() else None)
+    if errs is None:
+        return v
+    return select(np.equal(errs, None), v, Vals(np.full(ctx.n, np.nan), np.full(ctx.n, ERR, np.uint8), errs))
+
+
+def MATCH(ctx, args):
+    if not 2 <= len(args) <= 3:
+        raise EvalError("MATCH takes 2 or 3 arguments")
+    lookup = _scalar(ctx, args[0])
+    rng = evaluate(args[1], ctx)
+    kind_arg = as_numbers(_scalar(ctx, args[2]))[0] if len(args) == 3 and not isinstance(args[2], Missing) \
+        else np.ones(ctx.n)
+    if not isinstance(rng, RangeVal) or (rng.h > 1 and rng.w > 1):
+        return error("#N/A", ctx.n)
+    uniq, inverse = _unique_ranges(rng)
+    arr = materialize(ctx.sheets, uniq)
+    out = np.full(ctx.n, np.nan)
+    errors = np.full(ctx.n, None, dtype=object)
+    lk = lookup.kind if lookup.kind is not None else np.full(ctx.n, NUM, np.uint8)
+    for u in range(len(uniq.r0)):
+        cells = np.flatnonzero(inverse == u)
+        num = arr.num[u].ravel()
+        kind = arr.kind[u].ravel() if arr.kind is not None else np.full(num.size, NUM, np.uint8)
+        numeric = np.flatnonzero(kind == NUM)
+        values, first = np.unique(num[numeric], return_index=True)  # sorted, first occurrence
+        for i in cells.tolist():
+            mode = kind_arg[i]
+            if lk[i] == ERR:
+                errors[i] = lookup.obj[i]
+            elif lk[i] == NUM and mode == 0:
+                j = np.searchsorted(values, lookup.num[i])
+                if j < len(values) and values[j] == lookup.num[i]:
+                    out[i] = numeric[first[j]] + 1
+                else:
+                    errors[i] = "#N/A"
+            elif lk[i] == STR and mode == 0:
+                target = str(lookup.obj[i]).lower()
+                obj = arr.obj[u].ravel() if arr.obj is not None else [None] * num.size
+                hit = next((j for j in range(num.size) if kind[j] == STR and str(obj[j]).lower() == target), None)
+                out[i], errors[i] = (hit + 1, None) if hit is not None else (np.nan, "#N/A")
+            elif lk[i] == NUM and mode == 1:  # ascending data: position of the largest value <= lookup
+                nums = num[numeric]
+                j = np.searchsorted(nums, lookup.num[i], side="right")
+                out[i], errors[i] = (numeric[j - 1] + 1, None) if j > 0 else (np.nan, "#N/A")
+            else:
+                raise EvalError("MATCH supports match type 0 and 1 with number or text lookups")
+    return numbers_result(out, errors)
+
+
+# -- element-wise ----------------------------------------------------------------------------
+def _unary(fn, domain=None):
+    def apply(ctx, args):
+        if len(args) != 1:
+            raise EvalError("expects one argument")
+        v = operand(ctx, evaluate(args[0], ctx)) if ctx.array else _scalar(ctx, args[0])
+        x, errs = as_numbers(v)
+        with np.errstate(all="ignore"):
+            y = fn(x)
+        if domain is not None:
+            bad = ~domain(x)
+            if bad.any():
+                errs = first_errors(errs, np.where(bad, "#NUM!", None))
+        return numbers_result(y, errs)
+    return apply
+
+
+def PI(ctx, args):
+    if args:
+        raise EvalError("PI takes no arguments")
+    return const(math.pi, ctx.n)
+
+
+def IF(ctx, args):
+    if not 2 <= len(args) <= 3:
+        raise EvalError("IF takes 2 or 3 arguments")
+    cond, errs = as_numbers(_scalar(ctx, args[0]))
+    then = operand(ctx, evaluate(args[1], ctx)) if not isinstance(args[1], Missing) else const(0.0, ctx.n)
+    other = (operand(ctx, evaluate(args[2], ctx)) if not isinstance(args[2], Missing) else const(0.0, ctx.n)) \
+        if len(args) == 3 else const(False, ctx.n)
+    if then.num.ndim == 3 or other.num.ndim == 3:
+        raise EvalError("IF returning arrays is not supported")
+    v = select(cond != 0, then, other)
+    if errs is None:
+        return v
+    return select(np.equal(errs, None), v, Vals(np.full(ctx.n, np.nan), np.full(ctx.n, ERR, np.uint8), errs))
+
+
+FUNCTIONS = {
+    "SUM": SUM, "AVERAGE": AVERAGE, "MAX": MAX, "MIN": MIN, "COUNT": COUNT,
+    "VARP": VARP, "_XLFN.VAR.P": VARP,
+    "SUMPRODUCT": SUMPRODUCT, "MMULT": MMULT,
+    "INDEX": INDEX, "MATCH": MATCH, "LARGE": LARGE, "SMALL": SMALL,
+    "SQRT": _unary(np.sqrt, lambda x: x >= 0), "EXP": _unary(np.exp),
+    "LN": _unary(np.log, lambda x: x > 0), "ABS": _unary(np.abs), "TANH": _unary(np.tanh),
+    "PI": PI, "IF": IF,
+}

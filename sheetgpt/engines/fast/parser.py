@@ -1,0 +1,225 @@
+"""Formula text -> syntax tree, on top of openpyxl's maintained formula tokenizer.
+
+Precedence follows Excel: comparison < & < + - < * / < ^ < prefix - + < postfix %, so
+-2^2 is 4 as in Excel. References are parsed into 0-based corners with their $ flags.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from openpyxl.formula.tokenizer import Token, Tokenizer, TokenizerError
+
+
+class FormulaError(Exception):
+    """A formula this engine cannot parse or does not support."""
+
+
+@dataclass(frozen=True)
+class Num:
+    value: float
+
+
+@dataclass(frozen=True)
+class Str:
+    value: str
+
+
+@dataclass(frozen=True)
+class Bool:
+    value: bool
+
+
+@dataclass(frozen=True)
+class Err:
+    code: str
+
+
+@dataclass(frozen=True)
+class Missing:
+    """An omitted argument, as in IF(A1,,2)."""
+
+
+@dataclass(frozen=True)
+class Ref:
+    sheet: str | None  # None: the formula's own sheet
+    r0: int
+    c0: int
+    r1: int
+    c1: int
+    abs_r0: bool = True
+    abs_c0: bool = True
+    abs_r1: bool = True
+    abs_c1: bool = True
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.r1 - self.r0 + 1, self.c1 - self.c0 + 1
+
+
+@dataclass(frozen=True)
+class Name:
+    name: str
+
+
+@dataclass(frozen=True)
+class Unary:
+    op: str
+    arg: object
+
+
+@dataclass(frozen=True)
+class Binary:
+    op: str
+    left: object
+    right: object
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    args: tuple
+
+
+BINARY_PRECEDENCE = {"=": 1, "<>": 1, "<": 1, ">": 1, "<=": 1, ">=": 1, "&": 2, "+": 3, "-": 3,
+                     "*": 4, "/": 4, "^": 5}
+_CELL = r"(\$?)([A-Za-z]{1,3})(\$?)([0-9]+)"
+_REF = re.compile(rf"^(?:(?:'((?:[^']|'')+)'|([^'!:]+))!)?{_CELL}(?::{_CELL})?$")
+_WHOLE = re.compile(r"^(?:(?:'(?:[^']|'')+'|[^'!:]+)!)?\$?([A-Za-z]{1,3}|[0-9]+):\$?([A-Za-z]{1,3}|[0-9]+)$")
+MAX_ROWS, MAX_COLS = 1_048_576, 16_384
+
+
+def _col(letters: str) -> int:
+    n = 0
+    for ch in letters.upper():
+        n = n * 26 + ord(ch) - 64
+    return n - 1
+
+
+def parse_ref(text: str) -> Ref | None:
+    """'Sheet'!$A$1:B2 -> Ref (0-based, corners ordered); None when it is not a cell reference."""
+    m = _REF.match(text)
+    if not m:
+        if _WHOLE.match(text):
+            raise FormulaError(f"whole-row or whole-column reference {text} is not supported")
+        return None
+    sheet = m.group(1).replace("''", "'") if m.group(1) is not None else m.group(2)
+    a = (m.group(3), _col(m.group(4)), m.group(5), int(m.group(6)) - 1)
+    b = (m.group(7), _col(m.group(8)), m.group(9), int(m.group(10)) - 1) if m.group(8) else a
+    for col, row in ((a[1], a[3]), (b[1], b[3])):
+        if not (0 <= row < MAX_ROWS and 0 <= col < MAX_COLS):
+            raise FormulaError(f"reference {text} is outside a sheet")
+    (ac0, c0, ar0, r0), (ac1, c1, ar1, r1) = a, b
+    if r0 > r1:
+        r0, r1, ar0, ar1 = r1, r0, ar1, ar0
+    if c0 > c1:
+        c0, c1, ac0, ac1 = c1, c0, ac1, ac0
+    return Ref(sheet, r0, c0, r1, c1, ar0 == "$", ac0 == "$", ar1 == "$", ac1 == "$")
+
+
+def parse(formula: str) -> object:
+    """Parse formula text (with or without the leading '=') into a tree."""
+    text = formula if formula.startswith("=") else "=" + formula
+    try:
+        tokens = [t for t in Tokenizer(text).items if t.type != Token.WSPACE]
+    except (TokenizerError, IndexError, ValueError) as e:
+        raise FormulaError(f"cannot parse formula: {e}") from None
+    if not tokens:
+        raise FormulaError("empty formula")
+    parser = _Parser(tokens)
+    tree = parser.expression(0)
+    if parser.i != len(tokens):
+        raise FormulaError(f"unexpected {tokens[parser.i].value!r} in formula")
+    return tree
+
+
+class _Parser:
+    def __init__(self, tokens: list[Token]):
+        self.tokens, self.i = tokens, 0
+        self.depth = 0
+
+    def peek(self) -> Token | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self) -> Token:
+        tok = self.peek()
+        if tok is None:
+            raise FormulaError("formula ends too early")
+        self.i += 1
+        return tok
+
+    def expression(self, min_prec: int) -> object:
+        self.depth += 1
+        if self.depth > 200:
+            raise FormulaError("formula is nested too deeply")
+        left = self.prefix()
+        while True:
+            tok = self.peek()
+            if tok is None or tok.type != Token.OP_IN:
+                break
+            if tok.value not in BINARY_PRECEDENCE:
+                raise FormulaError(f"operator {tok.value!r} is not supported")
+            prec = BINARY_PRECEDENCE[tok.value]
+            if prec < min_prec:
+                break
+            self.take()
+            left = Binary(tok.value, left, self.expression(prec + 1))
+        self.depth -= 1
+        return left
+
+    def prefix(self) -> object:
+        tok = self.peek()
+        if tok is not None and tok.type == Token.OP_PRE:
+            self.take()
+            return Unary(tok.value, self.prefix())
+        node = self.atom()
+        while (tok := self.peek()) is not None and tok.type == Token.OP_POST:
+            self.take()
+            node = Unary("%", node)
+        return node
+
+    def atom(self) -> object:
+        tok = self.take()
+        if tok.type == Token.OPERAND:
+            if tok.subtype == Token.NUMBER:
+                return Num(float(tok.value))
+            if tok.subtype == Token.TEXT:
+                return Str(tok.value[1:-1].replace('""', '"'))
+            if tok.subtype == Token.LOGICAL:
+                return Bool(tok.value.upper() == "TRUE")
+            if tok.subtype == Token.ERROR:
+                return Err(tok.value.upper())
+            ref = parse_ref(tok.value)
+            if ref is not None:
+                return ref
+            if "!" in tok.value or "[" in tok.value:
+                raise FormulaError(f"reference {tok.value} (another workbook, or a sheet-level name) "
+                                   "is not supported")
+            return Name(tok.value)
+        if tok.type == Token.FUNC and tok.subtype == Token.OPEN:
+            name = tok.value[:-1].upper()
+            args: list[object] = []
+            if self.peek() is not None and self.peek().type == Token.FUNC and self.peek().subtype == Token.CLOSE:
+                self.take()
+                return Call(name, ())
+            while True:
+                nxt = self.peek()
+                if nxt is not None and (nxt.type == Token.SEP or
+                                        (nxt.type == Token.FUNC and nxt.subtype == Token.CLOSE)):
+                    args.append(Missing())
+                else:
+                    args.append(self.expression(0))
+                sep = self.take()
+                if sep.type == Token.FUNC and sep.subtype == Token.CLOSE:
+                    return Call(name, tuple(args))
+                if sep.type != Token.SEP or sep.subtype != Token.ARG:
+                    raise FormulaError(f"unexpected {sep.value!r} in the arguments of {name}")
+        if tok.type == Token.PAREN and tok.subtype == Token.OPEN:
+            node = self.expression(0)
+            close = self.take()
+            if close.type != Token.PAREN or close.subtype != Token.CLOSE:
+                raise FormulaError(f"expected ')' but found {close.value!r}")
+            return node
+        if tok.type == Token.ARRAY:
+            raise FormulaError("array constants {...} are not supported")
+        raise FormulaError(f"unexpected {tok.value!r} in formula")

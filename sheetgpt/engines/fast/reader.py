@@ -1,0 +1,429 @@
+"""Read an .xlsx into dense per-sheet arrays plus its formulas, never its cached values.
+
+Big sheets of plain numbers take a vectorised path: complete rows are cut from the
+streamed XML, and the text inside every <v> element is parsed by NumPy in one call.
+Rows with formulas, strings, gaps or errors take the general (regex, per cell) path.
+Files are untrusted: DTDs are refused (no entity expansion), the decompressed size and
+the sheet dimensions are capped.
+"""
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.etree import ElementTree
+
+import numpy as np
+
+from ...errors import UserError
+
+EMPTY, NUM, STR, BOOL, ERR = 0, 1, 2, 3, 4
+ERROR_CODES = ("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A")
+MAX_ROWS, MAX_COLS = 1_048_576, 16_384  # Excel's sheet limits
+MAX_CELLS = 400_000_000  # per sheet: beyond this a dense float64 copy would not fit
+MAX_UNPACKED = 16 << 30  # bytes of XML we are willing to inflate
+READ_CHUNK = 16 << 20
+NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+NS_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+
+
+class FileError(UserError):
+    """The file is not a workbook this engine can read."""
+
+
+@dataclass
+class SharedFormula:
+    row: int  # 0-based master cell
+    col: int
+    text: str
+    rows: list[int] = field(default_factory=list)  # 0-based cells that share it (master included)
+    cols: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Sheet:
+    name: str
+    num: np.ndarray  # float64 [n_rows, n_cols], 0-based; NaN where not a number
+    kind: np.ndarray  # uint8, EMPTY/NUM/STR/BOOL/ERR
+    text: dict[tuple[int, int], str]  # strings and error codes by (row, col)
+    formulas: list[tuple[int, int, str]]  # plain formulas (0-based row, col, text without '=')
+    shared: dict[str, SharedFormula]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.num.shape
+
+
+@dataclass
+class Workbook:
+    sheets: dict[str, Sheet]  # in workbook order
+    names: dict[str, str]  # workbook-level defined names -> reference text
+
+
+def col_number(letters: bytes | str) -> int:
+    n = 0
+    for ch in letters.upper() if isinstance(letters, str) else letters.decode().upper():
+        n = n * 26 + ord(ch) - 64
+    return n
+
+
+_CELL_REF = re.compile(rb"([A-Za-z]{1,3})([0-9]+)")
+_ATTR = re.compile(rb'([\w:]+)\s*=\s*"([^"]*)"')
+_ENTITY = re.compile(r"&(#x[0-9A-Fa-f]+|#[0-9]+|amp|lt|gt|quot|apos);")
+_OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+_ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+
+
+def unescape(raw: bytes, ooxml: bool = False) -> str:
+    """XML character data to text; with ooxml, also decode _xHHHH_ escapes."""
+    text = raw.decode("utf-8")
+    if "&" in text:
+        text = _ENTITY.sub(lambda m: _ENTITIES.get(m.group(1)) or chr(
+            int(m.group(1)[2:], 16) if m.group(1)[1] == "x" else int(m.group(1)[1:])), text)
+    if ooxml and "_x" in text:
+        text = _OOXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    return text
+
+
+def _parse_small_xml(z: zipfile.ZipFile, name: str) -> ElementTree.Element:
+    data = z.read(name)
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise FileError(f"{name} declares a DTD or entities, which workbooks never need; refusing it")
+    try:
+        return ElementTree.fromstring(data)
+    except ElementTree.ParseError as e:
+        raise FileError(f"{name} is not well-formed XML ({e})") from None
+
+
+def read_workbook(path: str | Path, progress=None) -> Workbook:
+    path = Path(path)
+    try:
+        z = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise FileError(f"{path}: no such file") from None
+    except (zipfile.BadZipFile, OSError) as e:
+        raise FileError(f"{path} is not an .xlsx file (not a readable zip: {e})") from None
+    with z:
+        total = sum(i.file_size for i in z.infolist())
+        if total > MAX_UNPACKED:
+            raise FileError(f"{path} unpacks to {total / 1e9:.1f} GB, more than the {MAX_UNPACKED / 2**30:.0f} GiB "
+                            "this reader accepts")
+        if "xl/workbook.xml" not in z.namelist():
+            raise FileError(f"{path} is a zip but not an .xlsx workbook (no xl/workbook.xml)")
+        wb = _parse_small_xml(z, "xl/workbook.xml")
+        rels = {}
+        if "xl/_rels/workbook.xml.rels" in z.namelist():
+            for rel in _parse_small_xml(z, "xl/_rels/workbook.xml.rels"):
+                target = rel.get("Target", "")
+                target = target.lstrip("/") if target.startswith("/") else "xl/" + target
+                rels[rel.get("Id")] = target
+        shared_strings = _read_shared_strings(z) if "xl/sharedStrings.xml" in z.namelist() else []
+        sheets: dict[str, Sheet] = {}
+        entries = [(s.get("name", ""), rels.get(s.get(f"{{{NS_REL}}}id"))) for s in wb.iter(f"{{{NS_MAIN}}}sheet")]
+        for name, part in entries:
+            if part is None or part not in z.namelist():
+                raise FileError(f"{path}: sheet {name!r} has no worksheet part")
+            sheets[name] = _read_sheet(z, part, name, shared_strings)
+            if progress:
+                progress(name)
+        names = {n.get("name", ""): (n.text or "") for n in wb.iter(f"{{{NS_MAIN}}}definedName")
+                 if n.get("localSheetId") is None}
+    return Workbook(sheets, names)
+
+
+def _read_shared_strings(z: zipfile.ZipFile) -> list[str]:
+    root = _parse_small_xml(z, "xl/sharedStrings.xml")
+    out = []
+    for si in root.iter(f"{{{NS_MAIN}}}si"):
+        # rich text runs are concatenated; phonetic runs (rPh) are not part of the value
+        parts = [t.text or "" for t in si.iter(f"{{{NS_MAIN}}}t")]
+        phonetic = {id(t) for r in si.iter(f"{{{NS_MAIN}}}rPh") for t in r.iter(f"{{{NS_MAIN}}}t")}
+        parts = [t.text or "" for t in si.iter(f"{{{NS_MAIN}}}t") if id(t) not in phonetic]
+        out.append(_OOXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), "".join(parts)))
+    return out
+
+
+class _SheetBuilder:
+    """Collects a sheet's cells while its XML streams by."""
+
+    def __init__(self, name: str, sst: list[str], prefix: bytes):
+        self.name, self.sst = name, sst
+        p = re.escape(prefix)
+        self.cell_re = re.compile(rb"<" + p + rb"c(\s[^>]*)?(?:/>|>(.*?)</" + p + rb"c>)", re.S)
+        self.row_re = re.compile(rb"<" + p + rb"row(\s[^>]*?)?/>")
+        self.row_open, self.row_close = b"<" + prefix + b"row", b"</" + prefix + b"row>"
+        self.f_open = b"<" + prefix + b"f"
+        self.simple_sep = b"</" + prefix + b"v></" + prefix + b"c><" + prefix + b"c><" + prefix + b"v>"
+        self.simple_tail = b"</" + prefix + b"v></" + prefix + b"c>"
+        self.f_re = re.compile(rb"<" + p + rb"f(\s[^>]*)?(?:/>|>(.*?)</" + p + rb"f>)", re.S)
+        self.v_re = re.compile(rb"<" + p + rb"v>(.*?)</" + p + rb"v>", re.S)
+        self.t_re = re.compile(rb"<" + p + rb"t(?:\s[^>]*)?>(.*?)</" + p + rb"t>", re.S)
+        self.rph_re = re.compile(rb"<" + p + rb"rPh\b.*?</" + p + rb"rPh>", re.S)
+        self.v_open, self.v_close = b"<" + prefix + b"v>", b"</" + prefix + b"v>"
+        self.c_open = b"<" + prefix + b"c"
+        self.runs: list[tuple[int, int, np.ndarray]] = []  # (row, first col, values) numeric runs
+        self.cells: list[tuple[int, int, int, object]] = []  # (row, col, kind, value) other cells
+        self.formulas: list[tuple[int, int, str]] = []
+        self.shared: dict[str, SharedFormula] = {}
+        self.row = -1
+        self.max_row = self.max_col = -1
+
+    def feed(self, chunk: bytes) -> None:
+        """Process a piece of sheet XML that ends just after a </row> (or at the end)."""
+        fast: list[tuple[int, int, int, bytes]] = []  # (row, first col, n cells, body)
+        simple: list[tuple[int, int, bytes]] = []  # (row, first col, "v1 v2 v3 ...")
+        for piece in chunk.split(self.row_close):
+            start = piece.rfind(self.row_open)
+            if start < 0:
+                continue
+            if piece.count(self.row_open) > 1:  # empty <row .../> elements before this one
+                for m in self.row_re.finditer(piece, 0, start):
+                    self._row_number(m.group(1) or b"")
+            end = piece.find(b">", start)
+            if end < 0:
+                continue
+            if piece[end - 1:end] == b"/":  # the last row of the sheet may be self-closing
+                self._row_number(piece[start + len(self.row_open):end - 1])
+                continue
+            self._row_number(piece[start + len(self.row_open):end])
+            body = piece[end + 1:]
+            if not body.strip():
+                continue
+            plain = self._simple_row(body)
+            if plain is not None:
+                simple.append((self.row, *plain))
+                continue
+            span = self._fast_span(body)
+            if span is None:
+                self._general_row(body)
+            else:
+                fast.append((self.row, span[0], span[1], body))
+        if simple:
+            self._simple_rows(simple)
+        if fast:
+            self._fast_rows(fast)
+
+    def _simple_row(self, body: bytes) -> tuple[int, bytes] | None:
+        """A row of attribute-free number cells (as sheetgpt writes weights), except perhaps
+        the first cell's style or position: its values as one space-separated text."""
+        text = body.replace(self.simple_sep, b" ")
+        i, j = text.find(self.v_open), text.rfind(self.v_close)
+        if i < 0 or j < i or text[j:] != self.simple_tail:
+            return None
+        head, values = text[:i], text[i + len(self.v_open):j]
+        if b"<" in values or head.count(b"<") != 1 or not head.startswith(self.c_open) \
+                or b"t=" in head or self.f_open in head:
+            return None
+        first = _CELL_REF.search(head) if b" r=" in head else None
+        if first is not None and int(first.group(2)) - 1 != self.row:
+            return None
+        return (col_number(first.group(1)) - 1 if first else 0), values
+
+    def _simple_rows(self, rows: list[tuple[int, int, bytes]]) -> None:
+        values = np.fromstring(b" ".join(v for _, _, v in rows), dtype=np.float64, sep=" ")
+        counts = [v.count(b" ") + 1 for _, _, v in rows]
+        if values.size != sum(counts):  # something odd (spaces, a non-number): per cell
+            for r, _, _ in rows:
+                raise FileError(f"sheet {self.name!r}: row {r + 1} holds a value that is not a number")
+        offset = 0
+        for (r, c0, _), n in zip(rows, counts):
+            self.runs.append((r, c0, values[offset:offset + n]))
+            offset += n
+            self.max_row = max(self.max_row, r)
+            self.max_col = max(self.max_col, c0 + n - 1)
+
+    def _row_number(self, attrs: bytes) -> None:
+        m = re.search(rb'\br\s*=\s*"([0-9]+)"', attrs)
+        row = int(m.group(1)) - 1 if m else self.row + 1
+        if row <= self.row or row >= MAX_ROWS:
+            raise FileError(f"sheet {self.name!r}: row {row + 1} is out of order or beyond Excel's limit")
+        self.row = row
+
+    def _fast_span(self, body: bytes) -> tuple[int, int] | None:
+        """(first col, n) when every cell of the row is a plain number and they are contiguous."""
+        if self.f_open in body or b"is>" in body:
+            return None
+        n = body.count(self.v_open)
+        if n == 0 or body.count(self.c_open) != n:
+            return None
+        if b't="' in body and (b't="n"' not in body or body.count(b't="') != body.count(b't="n"')):
+            return None  # strings, booleans, errors, dates: per cell
+        head = body[:body.index(b">", 1) + 1]
+        first = _CELL_REF.search(head) if b' r="' in head else None
+        first_col = col_number(first.group(1)) - 1 if first else 0
+        if b' r="' in body:
+            last_c = body.rfind(self.c_open)
+            last = _CELL_REF.search(body, last_c, body.index(b">", last_c))
+            if last is None or col_number(last.group(1)) - 1 != first_col + n - 1:
+                return None
+            if int(last.group(2)) - 1 != self.row:
+                return None
+        return first_col, n
+
+    def _fast_rows(self, fast: list[tuple[int, int, int, bytes]]) -> None:
+        """Parse the numbers of many plain rows with one NumPy call."""
+        joined = b"\x00".join(body for _, _, _, body in fast)
+        a = np.frombuffer(joined, dtype=np.uint8)
+        starts = _find_all(joined, self.v_open) + len(self.v_open)
+        ends = _find_all(joined, self.v_close)
+        if len(starts) != len(ends):
+            for r, _, _, body in fast:
+                self.row = r
+                self._general_row(body)
+            return
+        marks = np.zeros(len(a) + 1, dtype=np.int8)
+        marks[starts] += 1
+        marks[ends] -= 1
+        inside = np.cumsum(marks[:-1], dtype=np.int8).astype(bool)
+        text = np.where(inside, a, np.uint8(32)).tobytes()
+        values = np.fromstring(text, dtype=np.float64, sep=" ")
+        counts = np.array([n for _, _, n, _ in fast])
+        if values.size != counts.sum():  # a value that is not a plain number: per cell
+            for r, _, _, body in fast:
+                self.row = r
+                self._general_row(body)
+            return
+        offset = 0
+        for r, c0, n, _ in fast:
+            self.runs.append((r, c0, values[offset:offset + n]))
+            offset += n
+            self.max_row = max(self.max_row, r)
+            self.max_col = max(self.max_col, c0 + n - 1)
+
+    def _general_row(self, body: bytes) -> None:
+        col = -1
+        for m in self.cell_re.finditer(body):
+            attrs = dict(_ATTR.findall(m.group(1) or b""))
+            if b"r" in attrs:
+                ref = _CELL_REF.fullmatch(attrs[b"r"])
+                if not ref:
+                    raise FileError(f"sheet {self.name!r}: bad cell reference {attrs[b'r'].decode(errors='replace')!r}")
+                col, row = col_number(ref.group(1)) - 1, int(ref.group(2)) - 1
+                if row != self.row:
+                    raise FileError(f"sheet {self.name!r}: cell {attrs[b'r'].decode()} is outside its row")
+            else:
+                col += 1
+            inner = m.group(2) or b""
+            kind_attr = attrs.get(b"t", b"n")
+            f = self.f_re.search(inner) if b"f" in inner else None
+            if f is not None:
+                self._formula(col, f)
+            elif kind_attr == b"inlineStr":
+                inner = self.rph_re.sub(b"", inner)
+                self._cell(col, STR, unescape(b"".join(self.t_re.findall(inner)), ooxml=True))
+            else:
+                v = self.v_re.search(inner)
+                if v is None:
+                    continue  # empty (perhaps styled) cell
+                raw = v.group(1)
+                if kind_attr == b"n":
+                    try:
+                        self._cell(col, NUM, float(raw))
+                    except ValueError:
+                        raise FileError(f"sheet {self.name!r}: bad number {raw[:30]!r}") from None
+                elif kind_attr == b"s":
+                    try:
+                        self._cell(col, STR, self.sst[int(raw)])
+                    except (ValueError, IndexError):
+                        raise FileError(f"sheet {self.name!r}: bad shared string index {raw[:30]!r}") from None
+                elif kind_attr == b"b":
+                    self._cell(col, BOOL, raw.strip() in (b"1", b"true"))
+                elif kind_attr == b"e":
+                    self._cell(col, ERR, unescape(raw))
+                elif kind_attr == b"str":
+                    self._cell(col, STR, unescape(raw, ooxml=True))
+                else:
+                    raise FileError(f"sheet {self.name!r}: cell type {kind_attr.decode(errors='replace')!r} "
+                                    "is not supported (dates in ISO form?)")
+
+    def _cell(self, col: int, kind: int, value: object) -> None:
+        self.cells.append((self.row, col, kind, value))
+        self.max_row = max(self.max_row, self.row)
+        self.max_col = max(self.max_col, col)
+
+    def _formula(self, col: int, f: re.Match) -> None:
+        attrs = dict(_ATTR.findall(f.group(1) or b""))
+        text = unescape(f.group(2) or b"")
+        kind = attrs.get(b"t", b"normal")
+        self.max_row = max(self.max_row, self.row)
+        self.max_col = max(self.max_col, col)
+        if kind == b"shared":
+            si = attrs.get(b"si", b"").decode()
+            group = self.shared.get(si)
+            if group is None:
+                if not text:
+                    raise FileError(f"sheet {self.name!r}: shared formula {si} is used before it is defined")
+                group = self.shared[si] = SharedFormula(self.row, col, text)
+            group.rows.append(self.row)
+            group.cols.append(col)
+        elif kind == b"normal":
+            self.formulas.append((self.row, col, text))
+        elif kind == b"array":
+            ref = attrs.get(b"ref", b"").decode()
+            if ref and ":" in ref and ref.split(":")[0] != ref.split(":")[1]:
+                raise FileError(f"sheet {self.name!r}: multi-cell array formula at {ref} is not supported")
+            self.formulas.append((self.row, col, text))
+        else:
+            raise FileError(f"sheet {self.name!r}: {kind.decode(errors='replace')} formulas are not supported")
+
+    def finish(self) -> Sheet:
+        n_rows, n_cols = self.max_row + 1, self.max_col + 1
+        if n_rows * n_cols > MAX_CELLS:
+            raise FileError(f"sheet {self.name!r} spans {n_rows:,} x {n_cols:,} cells, more than this reader "
+                            f"holds ({MAX_CELLS:,})")
+        num = np.full((max(n_rows, 0), max(n_cols, 0)), np.nan)
+        kind = np.zeros(num.shape, dtype=np.uint8)
+        for r, c0, values in self.runs:
+            num[r, c0:c0 + len(values)] = values
+            kind[r, c0:c0 + len(values)] = NUM
+        self.runs.clear()
+        text: dict[tuple[int, int], str] = {}
+        for r, c, k, v in self.cells:
+            kind[r, c] = k
+            if k == NUM:
+                num[r, c] = v
+            elif k == BOOL:
+                num[r, c] = float(v)
+            else:
+                text[(r, c)] = v
+        return Sheet(self.name, num, kind, text, self.formulas, self.shared)
+
+
+def _find_all(data: bytes, needle: bytes) -> np.ndarray:
+    """Start offsets of every occurrence of a short needle (vectorised)."""
+    a = np.frombuffer(data, dtype=np.uint8)
+    n = len(needle)
+    if len(a) < n:
+        return np.zeros(0, dtype=np.int64)
+    hit = a[: len(a) - n + 1] == needle[0]
+    for k in range(1, n):
+        hit &= a[k: len(a) - n + 1 + k] == needle[k]
+    return np.flatnonzero(hit)
+
+
+def _read_sheet(z: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> Sheet:
+    with z.open(part) as f:
+        head = f.read(1 << 16)
+        if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
+            raise FileError(f"sheet {name!r} declares a DTD or entities; refusing it")
+        m = re.search(rb"<(\w+:)?worksheet\b", head)
+        if m is None:
+            raise FileError(f"sheet {name!r} is not a worksheet")
+        prefix = m.group(1) or b""
+        builder = _SheetBuilder(name, sst, prefix)
+        end_tag = b"</" + prefix + b"row>"
+        buffer = head
+        while True:
+            data = f.read(READ_CHUNK)
+            buffer += data
+            cut = buffer.rfind(end_tag)
+            if data and cut < 0:
+                continue
+            if not data:
+                builder.feed(buffer)
+                break
+            cut += len(end_tag)
+            builder.feed(buffer[:cut])
+            buffer = buffer[cut:]
+    return builder.finish()
