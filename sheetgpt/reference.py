@@ -57,7 +57,7 @@ def attention(qkv: np.ndarray, n_head: int) -> dict[str, np.ndarray]:
 
 def forward(weights: GPT2Weights, ids: Sequence[int]) -> dict[str, np.ndarray]:
     """Run GPT-2 on token ids; return every step as a float64 2-D array, in forward order."""
-    cfg, w = weights.config, {k: v.astype(np.float64) for k, v in weights.params.items()}
+    cfg, w = weights.config, {k: np.asarray(v, dtype=np.float64) for k, v in weights.params.items()}  # no copy if float64
     ids = np.asarray(ids, dtype=np.int64)
     T = len(ids)
     if T < 1 or T > cfg.n_ctx:

@@ -46,6 +46,11 @@ class FastBook(EvaluatedBook):
 
     def block(self, sheet: str, row: int, col: int, n_rows: int, n_cols: int) -> np.ndarray:
         s = self._sheet(sheet)
+        r0, c0 = row - 1, col - 1
+        if r0 + n_rows <= s.num.shape[0] and c0 + n_cols <= s.num.shape[1]:
+            kind = s.kind[r0:r0 + n_rows, c0:c0 + n_cols]
+            if (kind == NUM).all():  # the common case: a view, no copy of big weight blocks
+                return s.num[r0:r0 + n_rows, c0:c0 + n_cols]
         out = np.full((n_rows, n_cols), np.nan)
         kind = np.zeros((n_rows, n_cols), np.uint8)
         r1, c1 = min(row - 1 + n_rows, s.num.shape[0]), min(col - 1 + n_cols, s.num.shape[1])

@@ -51,10 +51,11 @@ class CompileError(FileError):
     pass
 
 
-def _templatize(tree, own_sheet: str, wb: Workbook, functions) -> tuple[object, list[tuple[str, Ref]]]:
-    """Replace references by Slots; resolve defined names; check every function is known."""
+def _templatize(tree, own_sheet: str, wb: Workbook, functions,
+                names: dict[str, str]) -> tuple[object, list[tuple[str, Ref]]]:
+    """Replace references by Slots; resolve defined names (keys upper-case); check every
+    function is known."""
     refs: list[tuple[str, Ref]] = []
-    names = {k.upper(): v for k, v in wb.names.items()}
 
     def walk(node):
         if isinstance(node, Ref):
@@ -95,11 +96,12 @@ class _Acc:
 def compile_groups(wb: Workbook, functions) -> list[Group]:
     """All formula cells of the workbook as groups (not yet ordered)."""
     groups: list[Group] = []
+    names = {k.upper(): v for k, v in wb.names.items()}
     for sheet in wb.sheets.values():
         for si, shared in sheet.shared.items():
             where = f"{sheet.name}!{cell_name(shared.row + 1, shared.col + 1)}"
             try:
-                tree, refs = _templatize(parse(shared.text), sheet.name, wb, functions)
+                tree, refs = _templatize(parse(shared.text), sheet.name, wb, functions, names)
             except FormulaError as e:
                 raise CompileError(f"cell {where}: {e} (formula ={shared.text})") from None
             rows, cols = np.asarray(shared.rows, np.int64), np.asarray(shared.cols, np.int64)
@@ -110,7 +112,7 @@ def compile_groups(wb: Workbook, functions) -> list[Group]:
         for row, col, text in sheet.formulas:
             if text not in cache:
                 try:
-                    cache[text] = _templatize(parse(text), sheet.name, wb, functions)
+                    cache[text] = _templatize(parse(text), sheet.name, wb, functions, names)
                 except FormulaError as e:
                     raise CompileError(f"cell {sheet.name}!{cell_name(row + 1, col + 1)}: {e} "
                                        f"(formula ={text})") from None

@@ -120,6 +120,8 @@ def parse_ref(text: str) -> Ref | None:
 def parse(formula: str) -> object:
     """Parse formula text (with or without the leading '=') into a tree."""
     text = formula if formula.startswith("=") else "=" + formula
+    if _REF.match(text[1:]):  # a bare reference (e.g. a transpose cell): no tokenizer needed
+        return parse_ref(text[1:])
     try:
         tokens = [t for t in Tokenizer(text).items if t.type != Token.WSPACE]
     except (TokenizerError, IndexError, ValueError) as e:

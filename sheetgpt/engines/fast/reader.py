@@ -8,8 +8,11 @@ the sheet dimensions are capped.
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
 import re
 import zipfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree
@@ -24,6 +27,7 @@ MAX_ROWS, MAX_COLS = 1_048_576, 16_384  # Excel's sheet limits
 MAX_CELLS = 400_000_000  # per sheet: beyond this a dense float64 copy would not fit
 MAX_UNPACKED = 16 << 30  # bytes of XML we are willing to inflate
 READ_CHUNK = 16 << 20
+PARALLEL_BYTES = 64 << 20  # read sheets in parallel above this much XML
 NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 NS_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 
@@ -96,7 +100,8 @@ def _parse_small_xml(z: zipfile.ZipFile, name: str) -> ElementTree.Element:
         raise FileError(f"{name} is not well-formed XML ({e})") from None
 
 
-def read_workbook(path: str | Path, progress=None) -> Workbook:
+def read_workbook(path: str | Path, progress=None, workers: int | None = None) -> Workbook:
+    """Read every sheet; big workbooks are read by `workers` processes (default: one per core)."""
     path = Path(path)
     try:
         z = zipfile.ZipFile(path)
@@ -119,17 +124,41 @@ def read_workbook(path: str | Path, progress=None) -> Workbook:
                 target = target.lstrip("/") if target.startswith("/") else "xl/" + target
                 rels[rel.get("Id")] = target
         shared_strings = _read_shared_strings(z) if "xl/sharedStrings.xml" in z.namelist() else []
-        sheets: dict[str, Sheet] = {}
         entries = [(s.get("name", ""), rels.get(s.get(f"{{{NS_REL}}}id"))) for s in wb.iter(f"{{{NS_MAIN}}}sheet")]
         for name, part in entries:
             if part is None or part not in z.namelist():
                 raise FileError(f"{path}: sheet {name!r} has no worksheet part")
-            sheets[name] = _read_sheet(z, part, name, shared_strings)
-            if progress:
-                progress(name)
+        if workers is None:
+            workers = min(2, os.cpu_count() or 1) if total > PARALLEL_BYTES else 0
+        if workers > 1:
+            sheets = _read_parallel(path, z, entries, shared_strings, workers, progress)
+        else:
+            sheets = {}
+            for name, part in entries:
+                sheets[name] = _read_sheet(z, part, name, shared_strings)
+                if progress:
+                    progress(name)
         names = {n.get("name", ""): (n.text or "") for n in wb.iter(f"{{{NS_MAIN}}}definedName")
                  if n.get("localSheetId") is None}
     return Workbook(sheets, names)
+
+
+def _read_parallel(path: Path, z: zipfile.ZipFile, entries, sst: list[str], workers: int,
+                   progress) -> dict[str, Sheet]:
+    """Sheets read by forked workers, biggest first so the work stays balanced."""
+    order = sorted(entries, key=lambda e: -z.getinfo(e[1]).file_size)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = {name: pool.submit(_read_sheet_file, path, part, name, sst) for name, part in order}
+        for future in as_completed(futures.values()):
+            future.result()  # raise the first failure early
+            if progress:
+                progress("")
+        return {name: futures[name].result() for name, _ in entries}
+
+
+def _read_sheet_file(path: Path, part: str, name: str, sst: list[str]) -> Sheet:
+    with zipfile.ZipFile(path) as z:
+        return _read_sheet(z, part, name, sst)
 
 
 def _read_shared_strings(z: zipfile.ZipFile) -> list[str]:

@@ -80,10 +80,32 @@ def gather(sheets: dict[str, Sheet], sheet: str, rows: np.ndarray, cols: np.ndar
 
 def materialize(sheets: dict[str, Sheet], rv: RangeVal) -> Vals:
     """The rectangles of a RangeVal as arrays [n, h, w]."""
+    view = _contiguous_view(sheets[rv.sheet], rv)
+    if view is not None:
+        return view
     rows = rv.r0[:, None, None] + np.arange(rv.h)[None, :, None]
     cols = rv.c0[:, None, None] + np.arange(rv.w)[None, None, :]
     rows, cols = np.broadcast_arrays(rows, cols)
     return gather(sheets, rv.sheet, rows, cols)
+
+
+def _contiguous_view(s: Sheet, rv: RangeVal) -> Vals | None:
+    """Rectangles that tile one block of numbers (the columns of a weight matrix, the rows
+    of an activation block): read them as a view instead of gathering cell by cell."""
+    n = len(rv.r0)
+    if n == 0 or rv.r0.max() + rv.h > s.num.shape[0] or rv.c0.max() + rv.w > s.num.shape[1]:
+        return None
+    r, c = int(rv.r0[0]), int(rv.c0[0])
+    steps = np.arange(n)
+    if rv.w == 1 and (rv.r0 == r).all() and (rv.c0 == c + steps).all():
+        num, kind = s.num[r:r + rv.h, c:c + n].T[:, :, None], s.kind[r:r + rv.h, c:c + n]
+    elif rv.h == 1 and (rv.c0 == c).all() and (rv.r0 == r + steps).all():
+        num, kind = s.num[r:r + n, c:c + rv.w][:, None, :], s.kind[r:r + n, c:c + rv.w]
+    elif n == 1:
+        num, kind = s.num[r:r + rv.h, c:c + rv.w][None], s.kind[r:r + rv.h, c:c + rv.w]
+    else:
+        return None
+    return Vals(num) if (kind == NUM).all() else None
 
 
 def as_numbers(v: Vals) -> tuple[np.ndarray, np.ndarray | None]:
