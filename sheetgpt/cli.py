@@ -117,6 +117,7 @@ def _build(args) -> int:
         raise UserError(f"the output file must end in .xlsx, got {out}")
     if out.is_dir():
         raise UserError(f"{out} is a directory; give a file name ending in .xlsx")
+    _announce_size(model, args.prompt, args.quiet)
     try:
         result = build_workbook(model, args.prompt, out, progress=False if args.quiet else None)
     except OSError as e:
@@ -126,6 +127,19 @@ def _build(args) -> int:
     print(f"wrote {out}: {len(result.ids)} tokens, {result.n_cells:,} cells of which "
           f"{result.n_formulas:,} formulas, {size / 1e6:.1f} MB{note}")
     return 0
+
+
+def _announce_size(model, prompt: str, quiet: bool) -> None:
+    """For big models, say up front how big the workbook will be (weights: ~6 bytes a cell)."""
+    from .layout import Layout
+    cfg = model.weights.config
+    n_tokens = len(model.tokenizer.encode(prompt))
+    if quiet or not 1 <= n_tokens <= cfg.n_ctx:
+        return  # the builder reports a bad prompt
+    cells = sum(b.n_rows * b.n_cols for b in Layout(cfg, n_tokens).blocks.values())
+    if cells > 10_000_000:
+        print(f"building {cells:,} cells for {n_tokens} tokens: expect a file of about "
+              f"{cells * 6 / 1e6:,.0f} MB and a minute or so", file=sys.stderr)
 
 
 def _check(args) -> int:

@@ -55,9 +55,10 @@ STYLES_XML = XML_HEAD + f"""<styleSheet xmlns="{NS_MAIN}">
 </styleSheet>
 """
 
-# XML 1.0 cannot hold most control characters; OOXML escapes them as _xHHHH_, and a literal
+# XML 1.0 cannot hold most control characters (and turns a literal \r into \n); OOXML escapes
+# them as _xHHHH_, and a literal
 # "_xHHHH_" in text must then have its underscore escaped so it is not decoded.
-_NEEDS_OOXML_ESCAPE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|_(?=x[0-9A-Fa-f]{4}_)")
+_NEEDS_OOXML_ESCAPE = re.compile(r"[\x00-\x08\x0b-\x1f\ufffe\uffff]|_(?=x[0-9A-Fa-f]{4}_)")
 
 
 def escape_text(text: str) -> str:
@@ -177,6 +178,7 @@ class WorkbookWriter:
                 self._file.flush()
                 os.fsync(self._file.fileno())
                 self._file.close()
+                os.chmod(self._tmp, _new_file_mode(self.path))
                 os.replace(self._tmp, self.path)
         finally:
             if exc_type is not None or self._tmp.exists():
@@ -268,6 +270,16 @@ class WorkbookWriter:
             '<Override PartName="/xl/styles.xml" '
             'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>'
             f"{overrides}</Types>"))
+
+
+def _new_file_mode(path: Path) -> int:
+    """The mode a plainly created file would get (mkstemp's is 0600), or the replaced file's."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _sheet_head(opt: SheetOptions) -> str:

@@ -31,7 +31,19 @@ class FormulasBook(EvaluatedBook):
         return self._values.get((sheet.upper(), row, col))
 
 
+def _check_functions(path: Path) -> None:
+    """The formulas package turns an unknown function into #NAME? silently; name it instead,
+    using the fast engine's parser (which knows which functions are supported)."""
+    from .fast import FUNCTIONS, compile_groups, read_workbook
+    from .fast.parser import FormulaError
+    try:
+        compile_groups(read_workbook(path, workers=0), FUNCTIONS)
+    except FormulaError as e:
+        raise UserError(str(e)) from None
+
+
 def evaluate_with_formulas(path: Path, progress: bool | None = None) -> FormulasBook:
+    _check_functions(path)
     import formulas
     import schedula as sh
     from formulas.tokens.operand import XlError

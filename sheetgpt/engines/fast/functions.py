@@ -253,7 +253,11 @@ def INDEX(ctx, args):
     r, er = as_numbers(_scalar(ctx, args[1]))
     has_col = len(args) == 3 and not isinstance(args[2], Missing)
     c, ec = as_numbers(_scalar(ctx, args[2])) if has_col else (np.zeros(ctx.n), None)
-    r, c = np.trunc(r).astype(np.int64), np.trunc(c).astype(np.int64)
+    index_errors = first_errors(er, ec)
+    # a cell whose index is an error keeps that error; give it index 1 meanwhile
+    failed = np.zeros(ctx.n, bool) if index_errors is None else ~np.equal(index_errors, None)
+    r = np.trunc(np.where(failed | ~np.isfinite(r), 1, r)).astype(np.int64)
+    c = np.trunc(np.where(failed | ~np.isfinite(c), 1 if has_col else 0, c)).astype(np.int64)
     if isinstance(ref, RangeVal):
         h, w, sheet, r0, c0 = ref.h, ref.w, ref.sheet, ref.r0, ref.c0
     else:
@@ -264,7 +268,7 @@ def INDEX(ctx, args):
         c = np.ones_like(r)
     whole_row, whole_col = c == 0, r == 0
     if whole_row.any() or whole_col.any():  # a whole row or column: a reference, same shape for all cells
-        if not (whole_row.all() or whole_col.all()) or (whole_row & whole_col).any() or er is not None or ec is not None:
+        if not (whole_row.all() or whole_col.all()) or (whole_row & whole_col).any() or failed.any():
             raise EvalError("INDEX with row or column 0 in only some cells is not supported")
         if whole_row.all():
             if ((r < 1) | (r > h)).any():
@@ -275,7 +279,7 @@ def INDEX(ctx, args):
         return RangeVal(sheet, r0, c0 + c - 1, h, 1)
     ok = (r >= 1) & (r <= h) & (c >= 1) & (c <= w)
     v = gather(ctx.sheets, sheet, np.where(ok, r0 + r - 1, r0), np.where(ok, c0 + c - 1, c0))
-    errs = first_errors(er, ec, np.where(ok, None, "#REF!") if not ok.all() else None)
+    errs = first_errors(index_errors, np.where(ok, None, "#REF!") if not ok.all() else None)
     if errs is None:
         return v
     return select(np.equal(errs, None), v, Vals(np.full(ctx.n, np.nan), np.full(ctx.n, ERR, np.uint8), errs))
