@@ -94,8 +94,9 @@ def _parser() -> argparse.ArgumentParser:
 def _engine_args(p: argparse.ArgumentParser) -> None:
     from .engines import ENGINES
     p.add_argument("--engine", choices=ENGINES, default="fast",
-                   help="formula engine: fast (default, sheetgpt's own) or formulas (the PyPI package, "
-                        "for cross-checking small workbooks only)")
+                   help="formula engine: fast (default, sheetgpt's own), libreoffice (LibreOffice headless "
+                        "recalculates the file; needs libreoffice-calc-nogui and python3-uno) or formulas "
+                        "(the PyPI package, for cross-checking small workbooks only)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -195,7 +196,7 @@ def _eval(args) -> int:
         print(json.dumps({"top": top}))
         return 0
     for rank, t in enumerate(top, 1):
-        print(f"{rank:>3}. {t['token']!r:<20} id {t['id']:>6}  p={t['prob']:.4f}  logit={t['logit']:.6g}")
+        print(f"{rank:>3}. {t['token']!r:<20} id {t['id']:>6}  p={t['prob']:.4g}  logit={t['logit']:.6g}")
     return 0
 
 

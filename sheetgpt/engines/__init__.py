@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .base import CellValueError, EvaluatedBook
 
-ENGINES = ("fast", "formulas")
+ENGINES = ("fast", "formulas", "libreoffice")
 
 
 def evaluate(path: str | Path, engine: str = "fast", progress: bool | None = None) -> EvaluatedBook:
@@ -17,6 +17,9 @@ def evaluate(path: str | Path, engine: str = "fast", progress: bool | None = Non
     if engine == "fast":
         from .fast import evaluate_fast
         return evaluate_fast(Path(path), progress)
+    if engine == "libreoffice":
+        from .libreoffice import evaluate_with_libreoffice
+        return evaluate_with_libreoffice(Path(path), progress)
     if engine == "formulas":
         from .formulas_engine import evaluate_with_formulas
         return evaluate_with_formulas(Path(path), progress)

@@ -1,0 +1,83 @@
+"""LibreOffice headless as an engine: a real spreadsheet program recalculates the workbook.
+
+LibreOffice runs in a subprocess with a throw-away profile set to always recalculate, so
+no cached value is ever used; `lo_uno.py` (run by the system Python, which has `uno`)
+dumps every sheet that holds formulas at full precision. Sheets of constants (weights)
+are read by our own reader: they are the same in any program.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from .fast import FastBook
+from .fast.reader import EMPTY, ERR, NUM, STR, Sheet, read_workbook
+
+INSTALL_HINT = ("install it with: apt-get install -y --no-install-recommends libreoffice-calc-nogui python3-uno "
+                "(Debian/Ubuntu)")
+UNO_PYTHONS = ("/usr/bin/python3", "/usr/lib/libreoffice/program/python")
+DEFAULT_TIMEOUT = 1800.0
+
+
+def find_libreoffice() -> tuple[str, str]:
+    """soffice and a Python that can import uno, or a UserError saying how to install them."""
+    soffice = shutil.which("soffice")
+    if soffice is None:
+        raise UserError(f"LibreOffice (soffice) is not installed; {INSTALL_HINT}")
+    for python in UNO_PYTHONS:
+        if os.path.exists(python) and subprocess.run([python, "-c", "import uno"], capture_output=True).returncode == 0:
+            return soffice, python
+    raise UserError(f"LibreOffice's Python bridge (uno) is missing; {INSTALL_HINT}")
+
+
+def evaluate_with_libreoffice(path: Path, progress: bool | None = None,
+                              timeout: float = DEFAULT_TIMEOUT) -> FastBook:
+    _, python = find_libreoffice()
+    wb = read_workbook(path)  # constants, and which sheets hold formulas
+    names = [name for name, s in wb.sheets.items() if s.formulas or s.shared]
+    with tempfile.TemporaryDirectory(prefix="sheetgpt-lo-") as tmp:
+        tmp_path = Path(tmp)
+        (tmp_path / "sheets.json").write_text(json.dumps(names))
+        script = Path(__file__).with_name("lo_uno.py")
+        proc = subprocess.Popen([python, str(script), str(Path(path).resolve()), tmp, str(tmp_path / "profile"),
+                                 str(tmp_path / "sheets.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        try:
+            _, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise UserError(f"LibreOffice did not finish recalculating {path} within {timeout:.0f} s") from None
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        if proc.returncode != 0:
+            last = (err.strip().splitlines() or ["no message"])[-1]
+            raise UserError(f"LibreOffice failed on {path}: {last}")
+        for i, name in enumerate(names):
+            wb.sheets[name] = _load_dump(name, tmp_path / str(i))
+    return FastBook(wb)
+
+
+def _load_dump(name: str, base: Path) -> Sheet:
+    meta = json.loads(base.with_suffix(".json").read_text())
+    shape = tuple(meta["shape"])
+    num = np.fromfile(base.with_suffix(".bin"), dtype=np.float64).reshape(shape)
+    kind = np.where(np.isnan(num), EMPTY, NUM).astype(np.uint8)
+    text: dict[tuple[int, int], str] = {}
+    for key, value in meta["texts"].items():
+        r, c = map(int, key.split(","))
+        kind[r, c], text[(r, c)] = STR, value
+    for key, value in meta["errors"].items():
+        r, c = map(int, key.split(","))
+        kind[r, c], text[(r, c)] = ERR, value
+        num[r, c] = np.nan
+    return Sheet(name, num, kind, text, [], {})

@@ -1,0 +1,111 @@
+"""Run by the system Python that has LibreOffice's `uno` module (not by sheetgpt's Python).
+
+    python3 lo_uno.py BOOK.xlsx OUT_DIR PROFILE_DIR SHEETS.json
+
+Starts LibreOffice headless with its own profile (set to always recalculate OOXML files
+on load, so cached values are never used), loads BOOK, recalculates everything, and
+writes for each sheet named in SHEETS.json the used area as float64 (OUT_DIR/<i>.bin,
+NaN where not a number) plus OUT_DIR/<i>.json: shape, texts and error codes by cell.
+Standard library only: this Python has no NumPy.
+"""
+import array
+import json
+import os
+import subprocess
+import sys
+import time
+
+import uno
+from com.sun.star.beans import PropertyValue
+
+RECALC_ALWAYS = """<?xml version="1.0" encoding="UTF-8"?>
+<oor:items xmlns:oor="http://openoffice.org/2001/registry" xmlns:xs="http://www.w3.org/2001/XMLSchema" \
+xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+<item oor:path="/org.openoffice.Office.Calc/Formula/Load"><prop oor:name="OOXMLRecalcMode" oor:op="fuse">\
+<value>0</value></prop></item>
+</oor:items>
+"""
+FORMULA_ERROR = 4  # com.sun.star.sheet.FormulaResult.ERROR
+
+
+def prop(name, value):
+    p = PropertyValue()
+    p.Name, p.Value = name, value
+    return p
+
+
+def main():
+    book, out_dir, profile, sheets_file = sys.argv[1:5]
+    os.makedirs(os.path.join(profile, "user"), exist_ok=True)
+    with open(os.path.join(profile, "user", "registrymodifications.xcu"), "w") as f:
+        f.write(RECALC_ALWAYS)
+    pipe = "sheetgpt_%d" % os.getpid()
+    office = subprocess.Popen(["soffice", "-env:UserInstallation=" + uno.systemPathToFileUrl(profile),
+                               "--headless", "--invisible", "--nologo", "--norestore", "--nodefault",
+                               "--accept=pipe,name=%s;urp;" % pipe],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        local = uno.getComponentContext()
+        resolver = local.ServiceManager.createInstanceWithContext("com.sun.star.bridge.UnoUrlResolver", local)
+        for _ in range(600):
+            try:
+                ctx = resolver.resolve("uno:pipe,name=%s;urp;StarOffice.ComponentContext" % pipe)
+                break
+            except Exception:
+                if office.poll() is not None:
+                    raise SystemExit("LibreOffice exited while starting (code %s)" % office.returncode)
+                time.sleep(0.1)
+        else:
+            raise SystemExit("LibreOffice did not start within 60 s")
+        desktop = ctx.ServiceManager.createInstanceWithContext("com.sun.star.frame.Desktop", ctx)
+        doc = desktop.loadComponentFromURL(uno.systemPathToFileUrl(os.path.abspath(book)), "_blank", 0,
+                                           (prop("Hidden", True), prop("ReadOnly", True)))
+        if doc is None:
+            raise SystemExit("LibreOffice could not open the workbook")
+        doc.calculateAll()
+        with open(sheets_file) as f:
+            names = json.load(f)
+        for i, name in enumerate(names):
+            dump(doc.Sheets.getByName(name), os.path.join(out_dir, str(i)))
+        doc.close(True)
+    finally:
+        try:
+            desktop.terminate()
+        except Exception:
+            pass
+        try:
+            office.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            office.kill()
+
+
+def dump(sheet, base):
+    cursor = sheet.createCursor()
+    cursor.gotoEndOfUsedArea(False)
+    n_rows, n_cols = cursor.RangeAddress.EndRow + 1, cursor.RangeAddress.EndColumn + 1
+    data = sheet.getCellRangeByPosition(0, 0, n_cols - 1, n_rows - 1).getDataArray()
+    values = array.array("d")
+    texts = {}
+    nan = float("nan")
+    for r, row in enumerate(data):
+        for c, v in enumerate(row):
+            if isinstance(v, float):
+                values.append(v)
+            else:
+                values.append(nan)
+                if v != "":
+                    texts["%d,%d" % (r, c)] = v
+    errors = {}
+    ranges = sheet.getCellRangeByPosition(0, 0, n_cols - 1, n_rows - 1).queryFormulaCells(FORMULA_ERROR)
+    for address in ranges.getRangeAddresses():
+        for r in range(address.StartRow, address.EndRow + 1):
+            for c in range(address.StartColumn, address.EndColumn + 1):
+                errors["%d,%d" % (r, c)] = sheet.getCellByPosition(c, r).getString()
+    with open(base + ".bin", "wb") as f:
+        values.tofile(f)
+    with open(base + ".json", "w") as f:
+        json.dump({"shape": [n_rows, n_cols], "texts": texts, "errors": errors}, f)
+
+
+if __name__ == "__main__":
+    main()
