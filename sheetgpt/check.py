@@ -12,6 +12,7 @@ import numpy as np
 from .engines import CellValueError, EvaluatedBook, evaluate
 from .errors import UserError
 from .layout import META_SHEET, Block, Layout
+from .lint import Finding, lint_path, lint_workbook, to_json
 from .load import LoadedModel
 from .model import GPT2Config, GPT2Weights, param_shapes
 from .reference import forward
@@ -37,10 +38,11 @@ class CheckReport:
     steps: list[StepResult]
     first_failure: dict | None
     inputs: list[str] = field(default_factory=list)  # --model / --prompt findings
+    lint: list[Finding] = field(default_factory=list)  # portability problems
 
     def to_json(self) -> dict:
         return {"ok": self.ok, "steps": [asdict(s) for s in self.steps],
-                "first_failure": self.first_failure, "inputs": self.inputs}
+                "first_failure": self.first_failure, "inputs": self.inputs, "lint": to_json(self.lint)}
 
 
 @dataclass
@@ -120,7 +122,11 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
         steps.append(result)
         if not result.ok and first is None:
             first = {"step": name, "sheet": result.sheet, "cell": result.cell}
-    return CheckReport(ok=first is None, steps=steps, first_failure=first, inputs=inputs)
+    wb = getattr(book.values, "wb", None)
+    findings = lint_workbook(wb) if wb is not None else lint_path(path)
+    if findings and first is None:  # computes right here, but may not in Excel or LibreOffice
+        first = {"step": "lint", "sheet": findings[0].sheet, "cell": findings[0].cell}
+    return CheckReport(ok=first is None, steps=steps, first_failure=first, inputs=inputs, lint=findings)
 
 
 def compare_block(values: EvaluatedBook, blk: Block, ref: np.ndarray, tol: float) -> StepResult:

@@ -12,7 +12,7 @@ import numpy as np
 from ...errors import UserError
 from ...progress import Progress
 from ..base import CellValueError, EvaluatedBook
-from .compiler import CompileError, compile_groups, order_groups
+from .compiler import CompileError, compile_groups, order_groups, shorten
 from .evaluator import evaluate_group
 from .functions import FUNCTIONS
 from .parser import FormulaError
@@ -79,6 +79,6 @@ def evaluate_fast(path: str | Path, progress: bool | None = None) -> FastBook:
             try:
                 evaluate_group(wb.sheets, g)
             except EvalError as e:
-                raise UserError(f"cannot evaluate cell {g.first_cell()} (formula ={g.source}): {e}") from None
+                raise UserError(f"cannot evaluate cell {g.first_cell()} (formula ={shorten(g.source)}): {e}") from None
             bar.update(len(g))
     return FastBook(wb)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..base import cell_name
-from .parser import Bool, Binary, Call, Err, FormulaError, Missing, Name, Num, Ref, Str, Unary, parse, parse_ref
+from .parser import Binary, Call, Err, FormulaError, Name, Ref, Unary, allow_deep_formulas, parse, parse_ref
 from .reader import FileError, Workbook
 
 
@@ -49,6 +49,11 @@ class Group:
 
 class CompileError(FileError):
     pass
+
+
+def shorten(formula: str, limit: int = 120) -> str:
+    """A formula as shown in a one-line message."""
+    return formula if len(formula) <= limit else formula[:limit - 3] + "..."
 
 
 def _templatize(tree, own_sheet: str, wb: Workbook, functions,
@@ -95,6 +100,7 @@ class _Acc:
 
 def compile_groups(wb: Workbook, functions) -> list[Group]:
     """All formula cells of the workbook as groups (not yet ordered)."""
+    allow_deep_formulas()
     groups: list[Group] = []
     names = {k.upper(): v for k, v in wb.names.items()}
     for sheet in wb.sheets.values():
@@ -103,7 +109,7 @@ def compile_groups(wb: Workbook, functions) -> list[Group]:
             try:
                 tree, refs = _templatize(parse(shared.text), sheet.name, wb, functions, names)
             except FormulaError as e:
-                raise CompileError(f"cell {where}: {e} (formula ={shared.text})") from None
+                raise CompileError(f"cell {where}: {e} (formula ={shorten(shared.text)})") from None
             rows, cols = np.asarray(shared.rows, np.int64), np.asarray(shared.cols, np.int64)
             groups.extend(_shared_groups(sheet.name, tree, refs, rows, cols, shared.row, shared.col,
                                          shared.text, where))
@@ -115,7 +121,7 @@ def compile_groups(wb: Workbook, functions) -> list[Group]:
                     cache[text] = _templatize(parse(text), sheet.name, wb, functions, names)
                 except FormulaError as e:
                     raise CompileError(f"cell {sheet.name}!{cell_name(row + 1, col + 1)}: {e} "
-                                       f"(formula ={text})") from None
+                                       f"(formula ={shorten(text)})") from None
             tree, refs = cache[text]
             key = (tree, tuple((s, r.shape) for s, r in refs))
             acc = plain[key]
@@ -182,7 +188,8 @@ def order_groups(groups: list[Group]) -> list[Group]:
     order, cyclic = _toposort(singles)
     if cyclic:
         g = next(g for g in singles if id(g) in cyclic)
-        raise CompileError(f"circular reference: cell {g.first_cell()} depends on itself (formula ={g.source})")
+        raise CompileError(f"circular reference: cell {g.first_cell()} depends on itself "
+                           f"(formula ={shorten(g.source)})")
     return order
 
 

@@ -6,9 +6,21 @@ Precedence follows Excel: comparison < & < + - < * / < ^ < prefix - + < postfix 
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 
 from openpyxl.formula.tokenizer import Token, Tokenizer, TokenizerError
+
+
+# A long chain such as =A1+A2+...+A2000 (legal: Excel limits length, not chain length) is a
+# left-deep tree thousands of nodes deep; hashing or walking it needs more than Python's
+# default recursion limit. Formulas are at most 8,192 characters, so depth stays bounded.
+RECURSION_LIMIT = 25_000
+
+
+def allow_deep_formulas() -> None:
+    if sys.getrecursionlimit() < RECURSION_LIMIT:
+        sys.setrecursionlimit(RECURSION_LIMIT)
 
 
 class FormulaError(Exception):
