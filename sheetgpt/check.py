@@ -88,7 +88,7 @@ def load_book(path: str | Path, engine: str = "fast", progress: bool | None = No
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{path}: the {META_SHEET} sheet is damaged ({e})") from None
     for name, block in layout.blocks.items():
-        if names.get(name) != block.ref():
+        if not _same_range(names.get(name), block):
             raise UserError(f"{path}: defined name {name!r} should be {block.ref()}, found "
                             f"{names.get(name)!r}; the workbook's structure was changed")
     params = {}
@@ -150,6 +150,19 @@ def compare_block(values: EvaluatedBook, blk: Block, ref: np.ndarray, tol: float
               f"holds {got[i, j]:.17g}, expected empty" if ref_empty[i, j] else
               f"holds {got[i, j]:.17g}, expected {ref[i, j]:.17g}")
     return StepResult(blk.name, blk.sheet, max_abs, max_rel, False, blk.cell(int(i), int(j)), detail)
+
+
+def _same_range(text: str | None, block: Block) -> bool:
+    """Whether a defined name's reference is the block's (programs spell it differently:
+    LibreOffice drops the quotes around a plain sheet name)."""
+    from .engines.fast.parser import FormulaError, parse_ref
+    try:
+        ref = parse_ref(text.lstrip("=")) if text else None
+    except FormulaError:
+        return False
+    return (ref is not None and ref.sheet is not None and ref.sheet.upper() == block.sheet.upper()
+            and (ref.r0, ref.c0, ref.r1, ref.c1) == (block.row - 1, block.col - 1, block.row + block.n_rows - 2,
+                                                     block.col + block.n_cols - 2))
 
 
 # -- inputs -------------------------------------------------------------------------

@@ -68,7 +68,7 @@ def lint_workbook(wb: Workbook) -> list[Finding]:
             findings.append(Finding("sheet-size", sheet.name, None,
                                     f"sheet {sheet.name!r} uses {rows:,} x {cols:,} cells, past Excel's "
                                     f"{MAX_ROWS:,} x {MAX_COLS:,}"))
-        formulas = [(r, c, t) for r, c, t in sheet.formulas]
+        formulas = [(r, c, t) for r, c, t in sheet.formulas + sheet.array_formulas]
         formulas += [(g.row, g.col, g.text) for g in sheet.shared.values()]  # one check per shared group
         checked: dict[str, list[tuple[str, str]]] = {}
         for r, c, text in formulas:

@@ -61,20 +61,22 @@ def _templatize(tree, own_sheet: str, wb: Workbook, functions,
     """Replace references by Slots; resolve defined names (keys upper-case); check every
     function is known."""
     refs: list[tuple[str, Ref]] = []
+    sheets = _sheet_lookup(wb)
 
     def walk(node):
         if isinstance(node, Ref):
-            sheet = own_sheet if node.sheet is None else node.sheet
-            if sheet not in wb.sheets:
+            sheet = own_sheet if node.sheet is None else sheets.get(node.sheet.upper())
+            if sheet is None:
                 return Err("#REF!")
             refs.append((sheet, node))
             return Slot(len(refs) - 1)
         if isinstance(node, Name):
             target = names.get(node.name.upper())
             ref = parse_ref(target.lstrip("=")) if target else None
-            if ref is None or ref.sheet is None or ref.sheet not in wb.sheets:
+            sheet = sheets.get(ref.sheet.upper()) if ref is not None and ref.sheet is not None else None
+            if sheet is None:
                 return Err("#NAME?")
-            refs.append((ref.sheet, ref))
+            refs.append((sheet, ref))
             return Slot(len(refs) - 1)
         if isinstance(node, Unary):
             return Unary(node.op, walk(node.arg))
@@ -87,6 +89,15 @@ def _templatize(tree, own_sheet: str, wb: Workbook, functions,
         return node
 
     return walk(tree), refs
+
+
+def _sheet_lookup(wb: Workbook) -> dict[str, str]:
+    """Sheet names as Excel matches them: ignoring case."""
+    cache = getattr(wb, "_sheet_lookup", None)
+    if cache is None:
+        cache = {name.upper(): name for name in wb.sheets}
+        wb._sheet_lookup = cache
+    return cache
 
 
 @dataclass
@@ -115,7 +126,8 @@ def compile_groups(wb: Workbook, functions) -> list[Group]:
                                          shared.text, where))
         plain: dict[tuple, _Acc] = defaultdict(_Acc)
         cache: dict[str, tuple[object, list]] = {}
-        for row, col, text in sheet.formulas:
+        cells = [(r, c, t, False) for r, c, t in sheet.formulas] + [(r, c, t, True) for r, c, t in sheet.array_formulas]
+        for row, col, text, array in cells:
             if text not in cache:
                 try:
                     cache[text] = _templatize(parse(text), sheet.name, wb, functions, names)
@@ -123,7 +135,7 @@ def compile_groups(wb: Workbook, functions) -> list[Group]:
                     raise CompileError(f"cell {sheet.name}!{cell_name(row + 1, col + 1)}: {e} "
                                        f"(formula ={shorten(text)})") from None
             tree, refs = cache[text]
-            key = (tree, tuple((s, r.shape) for s, r in refs))
+            key = (tree, tuple((s, r.shape) for s, r in refs), array)
             acc = plain[key]
             if not acc.rows:
                 acc.source = text
@@ -134,11 +146,11 @@ def compile_groups(wb: Workbook, functions) -> list[Group]:
             for k, (_, ref) in enumerate(refs):
                 acc.r0[k].append(ref.r0)
                 acc.c0[k].append(ref.c0)
-        for (tree, slot_info), acc in plain.items():
+        for (tree, slot_info, array), acc in plain.items():
             groups.append(Group(sheet.name, np.asarray(acc.rows, np.int64), np.asarray(acc.cols, np.int64), tree,
                                 [s for s, _ in slot_info], [shape for _, shape in slot_info],
                                 [np.asarray(r, np.int64) for r in acc.r0], [np.asarray(c, np.int64) for c in acc.c0],
-                                source=acc.source))
+                                array=array, source=acc.source))
     return groups
 
 

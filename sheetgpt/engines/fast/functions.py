@@ -7,6 +7,7 @@ an array (inside SUMPRODUCT and MMULT) or one value per cell.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -134,7 +135,24 @@ def MIN(ctx, args):
 
 
 def COUNT(ctx, args):
-    return _reduce(ctx, args, lambda v: float(v.size), 0.0)
+    """Numbers in ranges; direct arguments that are numbers, booleans or numeric text. Errors
+    and other text are not counted and do not propagate."""
+    total = np.zeros(ctx.n)
+    for node in args:
+        v = evaluate(node, ctx) if not isinstance(node, Missing) else const(0.0, ctx.n)
+        if isinstance(v, RangeVal) or v.num.ndim == 3:
+            arr, inverse = _as_arrays(ctx, v)
+            kind = arr.kind.reshape(arr.num.shape[0], -1) if arr.kind is not None else None
+            counts = (kind == NUM).sum(axis=1) if kind is not None else np.full(arr.num.shape[0], arr.num[0].size)
+            total += _expand(counts, inverse)
+        else:
+            num, errs = as_numbers(v)
+            kinds = v.kind if v.kind is not None else np.full(ctx.n, NUM, np.uint8)
+            counted = (kinds != ERR) & (kinds != EMPTY)
+            if errs is not None:
+                counted &= np.equal(errs, None)
+            total += counted
+    return Vals(total)
 
 
 def VARP(ctx, args):
@@ -270,12 +288,13 @@ def INDEX(ctx, args):
     if whole_row.any() or whole_col.any():  # a whole row or column: a reference, same shape for all cells
         if not (whole_row.all() or whole_col.all()) or (whole_row & whole_col).any() or failed.any():
             raise EvalError("INDEX with row or column 0 in only some cells is not supported")
+        outside = (r < 1) | (r > h) if whole_row.all() else (c < 1) | (c > w)
+        if outside.all():
+            return error("#REF!", ctx.n)
+        if outside.any():
+            raise EvalError("INDEX of a whole row or column out of range in only some cells is not supported")
         if whole_row.all():
-            if ((r < 1) | (r > h)).any():
-                raise EvalError("INDEX row out of range")
             return RangeVal(sheet, r0 + r - 1, c0, 1, w)
-        if ((c < 1) | (c > w)).any():
-            raise EvalError("INDEX column out of range")
         return RangeVal(sheet, r0, c0 + c - 1, h, 1)
     ok = (r >= 1) & (r <= h) & (c >= 1) & (c <= w)
     v = gather(ctx.sheets, sheet, np.where(ok, r0 + r - 1, r0), np.where(ok, c0 + c - 1, c0))
@@ -316,9 +335,9 @@ def MATCH(ctx, args):
                 else:
                     errors[i] = "#N/A"
             elif lk[i] == STR and mode == 0:
-                target = str(lookup.obj[i]).lower()
+                pattern = _wildcard(str(lookup.obj[i]))
                 obj = arr.obj[u].ravel() if arr.obj is not None else [None] * num.size
-                hit = next((j for j in range(num.size) if kind[j] == STR and str(obj[j]).lower() == target), None)
+                hit = next((j for j in range(num.size) if kind[j] == STR and pattern.fullmatch(str(obj[j]))), None)
                 out[i], errors[i] = (hit + 1, None) if hit is not None else (np.nan, "#N/A")
             elif lk[i] == NUM and mode == 1:  # ascending data: position of the largest value <= lookup
                 nums = num[numeric]
@@ -327,6 +346,20 @@ def MATCH(ctx, args):
             else:
                 raise EvalError("MATCH supports match type 0 and 1 with number or text lookups")
     return numbers_result(out, errors)
+
+
+def _wildcard(text: str) -> re.Pattern:
+    """Excel's text match: case-insensitive, * any run, ? one character, ~ escapes them."""
+    out, i = [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "~" and i + 1 < len(text) and text[i + 1] in "*?~":
+            out.append(re.escape(text[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if ch == "*" else "." if ch == "?" else re.escape(ch))
+        i += 1
+    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
 
 
 # -- element-wise ----------------------------------------------------------------------------

@@ -53,6 +53,7 @@ class Sheet:
     text: dict[tuple[int, int], str]  # strings and error codes by (row, col)
     formulas: list[tuple[int, int, str]]  # plain formulas (0-based row, col, text without '=')
     shared: dict[str, SharedFormula]
+    array_formulas: list[tuple[int, int, str]] = field(default_factory=list)  # single-cell {=...}
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -179,13 +180,13 @@ class _SheetBuilder:
     def __init__(self, name: str, sst: list[str], prefix: bytes):
         self.name, self.sst = name, sst
         p = re.escape(prefix)
-        self.cell_re = re.compile(rb"<" + p + rb"c(\s[^>]*)?(?:/>|>(.*?)</" + p + rb"c>)", re.S)
+        self.cell_re = re.compile(rb"<" + p + rb"c(\s[^>]*?)?(?:/>|>(.*?)</" + p + rb"c>)", re.S)
         self.row_re = re.compile(rb"<" + p + rb"row(\s[^>]*?)?/>")
         self.row_open, self.row_close = b"<" + prefix + b"row", b"</" + prefix + b"row>"
         self.f_open = b"<" + prefix + b"f"
         self.simple_sep = b"</" + prefix + b"v></" + prefix + b"c><" + prefix + b"c><" + prefix + b"v>"
         self.simple_tail = b"</" + prefix + b"v></" + prefix + b"c>"
-        self.f_re = re.compile(rb"<" + p + rb"f(\s[^>]*)?(?:/>|>(.*?)</" + p + rb"f>)", re.S)
+        self.f_re = re.compile(rb"<" + p + rb"f(\s[^>]*?)?(?:/>|>(.*?)</" + p + rb"f>)", re.S)
         self.v_re = re.compile(rb"<" + p + rb"v>(.*?)</" + p + rb"v>", re.S)
         self.t_re = re.compile(rb"<" + p + rb"t(?:\s[^>]*)?>(.*?)</" + p + rb"t>", re.S)
         self.rph_re = re.compile(rb"<" + p + rb"rPh\b.*?</" + p + rb"rPh>", re.S)
@@ -194,6 +195,7 @@ class _SheetBuilder:
         self.runs: list[tuple[int, int, np.ndarray]] = []  # (row, first col, values) numeric runs
         self.cells: list[tuple[int, int, int, object]] = []  # (row, col, kind, value) other cells
         self.formulas: list[tuple[int, int, str]] = []
+        self.array_formulas: list[tuple[int, int, str]] = []
         self.shared: dict[str, SharedFormula] = {}
         self.row = -1
         self.max_row = self.max_col = -1
@@ -392,7 +394,7 @@ class _SheetBuilder:
             ref = attrs.get(b"ref", b"").decode()
             if ref and ":" in ref and ref.split(":")[0] != ref.split(":")[1]:
                 raise FileError(f"sheet {self.name!r}: multi-cell array formula at {ref} is not supported")
-            self.formulas.append((self.row, col, text))
+            self.array_formulas.append((self.row, col, text))
         else:
             raise FileError(f"sheet {self.name!r}: {kind.decode(errors='replace')} formulas are not supported")
 
@@ -416,7 +418,7 @@ class _SheetBuilder:
                 num[r, c] = float(v)
             else:
                 text[(r, c)] = v
-        return Sheet(self.name, num, kind, text, self.formulas, self.shared)
+        return Sheet(self.name, num, kind, text, self.formulas, self.shared, self.array_formulas)
 
 
 def _find_all(data: bytes, needle: bytes) -> np.ndarray:

@@ -6,6 +6,7 @@ number, text, boolean, error) and the text or error code of the non-numbers. A
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,13 +42,13 @@ class RangeVal:
     w: int
 
 
-def const(value: object, n: int) -> Vals:
+def const(value: bool | float | str, n: int) -> Vals:
+    """A literal for every cell (text stays text even when it looks like an error code)."""
     if isinstance(value, bool):
         return Vals(np.full(n, float(value)), np.full(n, BOOL, np.uint8))
     if isinstance(value, (int, float)):
         return Vals(np.full(n, float(value)))
-    kind = ERR if isinstance(value, str) and value.startswith("#") and value.endswith(("!", "?", "A")) else STR
-    return Vals(np.full(n, np.nan), np.full(n, kind, np.uint8), np.full(n, value, dtype=object))
+    return Vals(np.full(n, np.nan), np.full(n, STR, np.uint8), np.full(n, value, dtype=object))
 
 
 def error(code: str, shape) -> Vals:
@@ -108,6 +109,9 @@ def _contiguous_view(s: Sheet, rv: RangeVal) -> Vals | None:
     return Vals(num) if (kind == NUM).all() else None
 
 
+_NUMERIC_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")  # what Excel reads as a number
+
+
 def as_numbers(v: Vals) -> tuple[np.ndarray, np.ndarray | None]:
     """Excel's arithmetic view: empty -> 0, TRUE -> 1, numeric text -> number.
 
@@ -124,9 +128,10 @@ def as_numbers(v: Vals) -> tuple[np.ndarray, np.ndarray | None]:
             if flat_kind[i] == ERR:
                 flat_err[i] = flat_obj[i]
                 continue
-            try:
-                flat_num[i] = float(str(flat_obj[i]).strip())
-            except ValueError:
+            text = str(flat_obj[i]).strip()
+            if _NUMERIC_TEXT.match(text):
+                flat_num[i] = float(text)
+            else:
                 flat_err[i] = "#VALUE!"
     return num, errors
 
@@ -180,13 +185,14 @@ def to_text(v: Vals) -> tuple[np.ndarray, np.ndarray | None]:
             if errors is None:
                 errors = np.full(v.num.shape, None, dtype=object)
             errors.ravel()[i] = flat_obj[i]
+            flat_out[i] = ""
     return out, errors
 
 
 def general_format(x: float) -> str:
     if x == int(x) and abs(x) < 1e15:
         return str(int(x))
-    return "%.15g" % x
+    return ("%.15g" % x).upper()  # Excel writes 1E+20, not 1e+20
 
 
 def text_result(text: np.ndarray, errors: np.ndarray | None) -> Vals:
