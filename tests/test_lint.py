@@ -1,0 +1,110 @@
+"""The portability lint on workbooks written by hand, one flagged construct each, and on
+the builder's own workbooks (which must be clean)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import openpyxl
+import pytest
+from openpyxl.workbook.defined_name import DefinedName
+
+from sheetgpt.lint import lint_path
+
+
+def write(path: Path, cells: dict[str, object], sheet: str = "S", names: dict[str, str] | None = None,
+          more_sheets: tuple[str, ...] = ()) -> Path:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = sheet
+    for address, value in cells.items():
+        ws[address] = value
+    for name in more_sheets:
+        wb.create_sheet(name)
+    for name, target in (names or {}).items():
+        wb.defined_names[name] = DefinedName(name, attr_text=target)
+    wb.save(path)
+    return path
+
+
+BASE = {"A1": 1, "A2": 2, "A3": 3}
+
+
+@pytest.mark.parametrize("formula,rule", [
+    ("=SUM(EXP(A1:A3-1))", "implicit-intersection"),  # LibreOffice's SUM of an array expression trap
+    ("=A1:A3*2", "implicit-intersection"),
+    ("=EXP(A1:A3)", "implicit-intersection"),
+    ("=A1:A3", "implicit-intersection"),
+    ("=VAR.P(A1:A3)", "xlfn-prefix"),
+    ("=STDEV.S(A1:A3)", "xlfn-prefix"),
+    ('=WEBSERVICE("http://example.invalid")', "function"),
+    ("=OFFSET(A1,1,1)", "function"),
+    ('=LET(x,1,x+1)', "xlfn-prefix"),
+    ("=" + "+".join(["A1"] * 2800), "formula-length"),
+])
+def test_flagged_formulas(tmp_path, formula, rule):
+    findings = lint_path(write(tmp_path / "b.xlsx", dict(BASE, B5=formula)))
+    assert rule in {f.rule for f in findings}, findings
+    assert all(f.sheet == "S" and f.cell == "B5" for f in findings if f.rule == rule)
+
+
+@pytest.mark.parametrize("formula", [
+    "=SUMPRODUCT(EXP(A1:A3-1))",
+    "=SUMPRODUCT((A1:A3-A2)^2)/3",
+    "=MMULT(A1:C1,A1:A3)",
+    "=SUM(A1:A3)+MAX(A1:A3)",
+    "=INDEX(A1:A3,2)+MATCH(2,A1:A3,0)+LARGE(A1:A3,1)",
+    "=_xlfn.VAR.P(A1:A3)",
+    "=IF(A1>0,SQRT(A2),TANH(A3))*PI()",
+])
+def test_portable_formulas_are_clean(tmp_path, formula):
+    assert lint_path(write(tmp_path / "b.xlsx", dict(BASE, B5=formula))) == []
+
+
+def test_bad_sheet_and_defined_names(tmp_path):
+    findings = lint_path(write(tmp_path / "b.xlsx", BASE, more_sheets=("History",),
+                               names={"R1C1": "S!$A$1", "ok_name": "S!$A$1", "AB12": "S!$A$2"}))
+    messages = " ".join(f.message for f in findings)
+    assert {f.rule for f in findings} == {"sheet-name", "defined-name"}
+    assert "'History'" in messages and "'R1C1'" in messages and "'AB12'" in messages
+    assert "ok_name" not in messages
+
+
+def test_sheet_name_too_long_and_columns_past_excel(tmp_path):
+    """Written by hand: openpyxl refuses both."""
+    path = write(tmp_path / "b.xlsx", BASE)
+    with zipfile.ZipFile(path) as z:
+        parts = {name: z.read(name) for name in z.namelist()}
+    parts["xl/workbook.xml"] = parts["xl/workbook.xml"].replace(b'name="S"', b'name="' + b"x" * 40 + b'"')
+    sheet = parts["xl/worksheets/sheet1.xml"]
+    parts["xl/worksheets/sheet1.xml"] = sheet.replace(b"</sheetData>",
+                                                      b'<row r="9"><c r="XFE9"><v>1</v></c></row></sheetData>')
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    rules = {f.rule for f in lint_path(path)}
+    assert rules == {"sheet-name", "sheet-size"}
+
+
+def test_builder_books_are_clean(tmp_path):
+    from sheetgpt.builder import build_workbook
+    from sheetgpt.load import load_model
+
+    path = tmp_path / "tiny.xlsx"
+    build_workbook(load_model("tiny"), "Mike is quick. He moves", path, progress=False)
+    assert lint_path(path) == []
+
+
+def test_lint_command(tmp_path):
+    bad = write(tmp_path / "bad.xlsx", dict(BASE, B5="=SUM(EXP(A1:A3))"))
+    good = write(tmp_path / "good.xlsx", dict(BASE, B5="=SUMPRODUCT(EXP(A1:A3))"))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "sheetgpt", "lint", *a], capture_output=True, text=True)
+    r = run(str(bad), "--json")
+    assert r.returncode == 1 and json.loads(r.stdout)["findings"][0]["cell"] == "B5"
+    r = run(str(good))
+    assert r.returncode == 0 and "clean" in r.stdout
+    r = run(str(tmp_path / "missing.xlsx"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
