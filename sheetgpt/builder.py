@@ -14,6 +14,7 @@ import numpy as np
 
 from . import __version__
 from .errors import UserError
+from .guide import BACK_LINK, STEP_NOTES
 from .layout import (FIRST_COL, FIRST_ROW, GUIDE_SHEET, META_SHEET, VOCAB_SHEET, Block, Layout,
                      Sheet, col_letter, quote_sheet)
 from .load import LoadedModel
@@ -85,8 +86,9 @@ class _Book:
     # -- dispatch ---------------------------------------------------------------
     def write_sheet(self, wb: WorkbookWriter, name: str, bar: Progress, formatter: WeightFormatter) -> None:
         sheet = self.L.sheet(name)
+        back = [("A2", f"{quote_sheet(GUIDE_SHEET)}!A1", "back to the Guide")]
         opt = SheetOptions(tab_color=TAB_COLORS.get(sheet.stage), freeze=(FIRST_ROW, FIRST_COL),
-                           col_widths=[(1, 1, 16)])
+                           col_widths=[(1, 1, 16)], hyperlinks=back)
         if sheet.stage == "weights":
             self._write_weights(wb, sheet.name, sheet.title, opt, bar, formatter)
             return
@@ -97,8 +99,12 @@ class _Book:
         else:
             rows = self._rows_for(sheet.name)
             _put(rows, 1, 1, string_cell(sheet.title, Style.TITLE))
+            _put(rows, 2, 1, string_cell(BACK_LINK, Style.LINK))
             if sheet.stage in ("embedding", "attention", "mlp", "output"):
                 _put_labels(rows, sheet, self.L)
+            steps = [b for b in sheet.blocks if b.name in STEP_NOTES or _step_kind(b.name) in STEP_NOTES]
+            opt.notes = [(b.row, b.col, STEP_NOTES.get(b.name) or STEP_NOTES[_step_kind(b.name)]) for b in steps]
+            opt.color_scales = [_a1_range(b) for b in sheet.blocks if _step_kind(b.name) in ("probs", "top_probs")]
         with wb.sheet(name, opt) as write:
             for r in sorted(rows):
                 write(row_xml(r, rows[r]))
@@ -196,8 +202,7 @@ class _Book:
                 _put(rows, blk.row + i, 1, number_cells([ids[i]]))
             self._shared(rows, Block("", blk.sheet, blk.row, 2, blk.n_rows, 1), f"{B['vocab_text'].at(0, 0)}",
                          count=False)
-            _put_column_labels(rows, Block("", blk.sheet, blk.row, 1, 1, 4),
-                               ["token id", "token", "logit", "probability"])
+            _put_column_labels(rows, Block("", blk.sheet, blk.row, 2, 1, 3), ["token", "logit", "probability"])
         elif name == "next_probs":
             mx, total = B["next_max"].cell(0, 0, True, True), B["next_sum"].cell(0, 0, True, True)
             sheet = quote_sheet(B["next_max"].sheet)
@@ -219,7 +224,7 @@ class _Book:
             self._shared(rows, Block("", blk.sheet, blk.row, 5, blk.n_rows, 1),
                          f"INDEX(vocab_text,{ids.cell(0, 0)}+1)", count=False)
         elif name == "top_ids":
-            self._shared(rows, blk, f"MATCH({B['top_logits'].cell(0, 0)},logits,0)-1")
+            self._shared(rows, blk, f"MATCH({B['top_logits'].cell(0, 0)},logits,0)-1", style=Style.INTEGER)
         elif name == "top_probs":
             mx, total = B["next_max"].cell(0, 0, True, True), B["next_sum"].cell(0, 0, True, True)
             self._shared(rows, blk, f"EXP({B['top_logits'].cell(0, 0)}-{mx})/{total}", style=Style.PERCENT)
@@ -284,15 +289,14 @@ class _Book:
         self._shared(rows, Block("", blk.sheet, blk.row, blk.col + 1, blk.n_rows, 1),
                      f"INDEX({vocab.span(0, 0, vocab.n_rows - 1, 0, True, True)},{blk.cell(0, 0)}+1)",
                      style=Style.DEFAULT, count=False)
-        _put_column_labels(rows, Block("", blk.sheet, blk.row, 1, 1, 3), ["position", "token id (edit)", "token"])
+        _put_column_labels(rows, Block("", blk.sheet, blk.row, 2, 1, 2), ["token id (edit)", "token"])
 
     def _vocab(self, blk: Block, rows: Rows) -> None:
         tok = self.model.tokenizer
         for i in range(blk.n_rows):
             _put(rows, blk.row + i, 1, number_cells([i]) + string_cell(tok.token_text(i))
                  + string_cell(tok.token_string(i)), 3)
-        _put_column_labels(rows, Block("", blk.sheet, blk.row, 1, 1, 3),
-                           ["token id", "text", "GPT-2 byte-level string"])
+        _put_column_labels(rows, Block("", blk.sheet, blk.row, 2, 1, 2), ["text", "GPT-2 byte-level string"])
 
     def _write_weights(self, wb: WorkbookWriter, param: str, title: str, opt: SheetOptions,
                        bar: Progress, formatter: WeightFormatter) -> None:
@@ -300,7 +304,8 @@ class _Book:
         self.n_cells += blk.n_rows * blk.n_cols
         with wb.sheet(param, opt, size_hint=blk.n_rows * blk.n_cols * 20) as write:
             write(row_xml(1, [(1, 1, string_cell(title, Style.TITLE))]))
-            write(row_xml(2, [(2, blk.n_cols, number_cells(np.arange(blk.n_cols), Style.HEADER))]))
+            write(row_xml(2, [(1, 1, string_cell(BACK_LINK, Style.LINK)),
+                              (2, blk.n_cols, number_cells(np.arange(blk.n_cols), Style.HEADER))]))
             for xml, cells in formatter.chunks(param):
                 write(xml)
                 bar.update(cells)
@@ -321,6 +326,19 @@ class _Book:
             cell = string_cell(value) if isinstance(value, str) else number_cells([value])
             _put(rows, r, 1, string_cell(key) + cell, 2)
         return rows
+
+
+def _step_kind(name: str) -> str:
+    """h3_ln_1_mean -> ln_mean, ln_f -> ln, h0_qkv -> qkv."""
+    kind = name.split("_", 1)[1] if name[:1] == "h" and name[1:2].isdigit() else name
+    for ln in ("ln_1", "ln_2", "ln_f"):
+        if kind.startswith(ln):
+            return "ln" + kind[len(ln):]
+    return kind
+
+
+def _a1_range(blk: Block) -> str:
+    return f"{col_letter(blk.col)}{blk.row}:{col_letter(blk.col + blk.n_cols - 1)}{blk.row + blk.n_rows - 1}"
 
 
 # -- row assembly helpers ---------------------------------------------------------

@@ -130,7 +130,7 @@ class Layout:
         cfg, T, D, H = self.cfg, self.T, self.cfg.n_embd, self.cfg.n_head
         V, dh = cfg.vocab_size, cfg.head_dim
         self._sheet(GUIDE_SHEET, "Start here: GPT-2 as a spreadsheet", "guide")
-        s = self._sheet("tokens", f"Token ids of the prompt (edit them): {T} positions", "input")
+        s = self._sheet("tokens", f"Token ids of the prompt (edit them) and their text [{T} positions]", "input")
         self._block(s, "tokens", T, 1, step=False)
         s = self._sheet("embed_tok", f"Token embedding: row of wte for each token id [{T} x {D}]", "embedding")
         self._block(s, "embed_tok", T, D)
@@ -172,7 +172,7 @@ class Layout:
         self._layer_norm("ln_f", "ln_f", f"Final layer norm [{T} x {D}]", "output")
         logits = s = self._sheet("logits", f"Logits for the next token: last position's ln_f row . each wte row [{V}]; probabilities", "output")
         self._block(s, "logits", V, 1, col=3)
-        s = self._sheet("prediction", "Predicted next token: softmax over the logits and the top 5", "output")
+        s = self._sheet("prediction", "Predicted next token: softmax over the logits and the top 5 [5 x 3]", "output")
         self._block(s, "next_max", 1, 1, row=3)
         self._block(s, "next_sum", 1, 1, row=4)
         self._block(logits, "next_probs", V, 1, col=4)

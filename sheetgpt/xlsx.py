@@ -31,16 +31,16 @@ ZIP64_LIMIT = 2**31 - 1
 class Style:
     """Indexes into cellXfs of STYLES_XML."""
 
-    DEFAULT, TITLE, HEADER, INPUT, NUMBER, PERCENT, MASKED, WEIGHT, LINK = range(9)
+    DEFAULT, TITLE, HEADER, INPUT, NUMBER, PERCENT, MASKED, WEIGHT, LINK, INTEGER = range(10)
 
 
 STYLES_XML = XML_HEAD + f"""<styleSheet xmlns="{NS_MAIN}">
-<numFmts count="2"><numFmt numFmtId="164" formatCode="0.0000"/><numFmt numFmtId="165" formatCode="0.00%"/></numFmts>
+<numFmts count="2"><numFmt numFmtId="164" formatCode="0.0000"/><numFmt numFmtId="165" formatCode="0.0000%"/></numFmts>
 <fonts count="5"><font><sz val="11"/><name val="Calibri"/></font><font><b/><sz val="14"/><name val="Calibri"/></font><font><b/><sz val="11"/><name val="Calibri"/></font><font><i/><sz val="11"/><color rgb="FF808080"/><name val="Calibri"/></font><font><u/><sz val="11"/><color rgb="FF0563C1"/><name val="Calibri"/></font></fonts>
 <fills count="4"><fill><patternFill patternType="none"/></fill><fill><patternFill patternType="gray125"/></fill><fill><patternFill patternType="solid"><fgColor rgb="FFFFF2CC"/><bgColor indexed="64"/></patternFill></fill><fill><patternFill patternType="solid"><fgColor rgb="FFEDEDED"/><bgColor indexed="64"/></patternFill></fill></fills>
 <borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>
 <cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>
-<cellXfs count="9">
+<cellXfs count="10">
 <xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>
 <xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/>
 <xf numFmtId="0" fontId="2" fillId="0" borderId="0" xfId="0" applyFont="1"/>
@@ -50,6 +50,7 @@ STYLES_XML = XML_HEAD + f"""<styleSheet xmlns="{NS_MAIN}">
 <xf numFmtId="0" fontId="3" fillId="3" borderId="0" xfId="0" applyFont="1" applyFill="1"/>
 <xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>
 <xf numFmtId="0" fontId="4" fillId="0" borderId="0" xfId="0" applyFont="1"/>
+<xf numFmtId="1" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>
 </cellXfs>
 <cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>
 </styleSheet>
@@ -146,6 +147,9 @@ class SheetOptions:
     col_widths: Sequence[tuple[int, int, float]] = ()  # (first col, last col, width)
     hyperlinks: Sequence[tuple[str, str, str]] = ()  # (cell, location like 'Sheet'!A1, tooltip)
     hidden: bool = False
+    color_scales: Sequence[str] = ()  # ranges (e.g. B3:K12) shaded white -> blue by value
+    notes: Sequence[tuple[int, int, str]] = ()  # (row, col, text): cell notes (comments)
+    fit_width: bool = False  # print (and export to PDF) one page wide, landscape
 
 
 class WorkbookWriter:
@@ -227,6 +231,14 @@ class WorkbookWriter:
             yield write
             f.write(b"".join(buffer))
             f.write(_sheet_tail(options).encode())
+        if options.notes:
+            self._write_part(f"xl/comments{index}.xml", _comments_xml(options.notes))
+            self._write_part(f"xl/drawings/vmlDrawing{index}.vml", _notes_vml(options.notes, index))
+            self._write_part(f"xl/worksheets/_rels/sheet{index}.xml.rels", XML_HEAD + (
+                f'<Relationships xmlns="{NS_PKG_REL}">'
+                f'<Relationship Id="rId1" Type="{NS_REL}/vmlDrawing" Target="../drawings/vmlDrawing{index}.vml"/>'
+                f'<Relationship Id="rId2" Type="{NS_REL}/comments" Target="../comments{index}.xml"/>'
+                "</Relationships>"))
 
     def define_name(self, name: str, ref: str) -> None:
         self.names.append((name, ref))
@@ -261,10 +273,15 @@ class WorkbookWriter:
             f'<Override PartName="/xl/worksheets/sheet{i}.xml" '
             'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
             for i in range(1, n + 1))
+        overrides += "".join(
+            f'<Override PartName="/xl/comments{i}.xml" '
+            'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.comments+xml"/>'
+            for i, (_, opt) in enumerate(self.sheets, 1) if opt.notes)
         self._write_part("[Content_Types].xml", XML_HEAD + (
             '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
             '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
             '<Default Extension="xml" ContentType="application/xml"/>'
+            '<Default Extension="vml" ContentType="application/vnd.openxmlformats-officedocument.vmlDrawing"/>'
             '<Override PartName="/xl/workbook.xml" '
             'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
             '<Override PartName="/xl/styles.xml" '
@@ -284,8 +301,9 @@ def _new_file_mode(path: Path) -> int:
 
 def _sheet_head(opt: SheetOptions) -> str:
     head = XML_HEAD + f'<worksheet xmlns="{NS_MAIN}" xmlns:r="{NS_REL}">'
-    if opt.tab_color:
-        head += f'<sheetPr><tabColor rgb="FF{opt.tab_color}"/></sheetPr>'
+    if opt.tab_color or opt.fit_width:
+        head += ("<sheetPr>" + (f'<tabColor rgb="FF{opt.tab_color}"/>' if opt.tab_color else "")
+                 + ('<pageSetUpPr fitToPage="1"/>' if opt.fit_width else "") + "</sheetPr>")
     if opt.freeze:
         row, col = opt.freeze
         pane = ""
@@ -305,11 +323,48 @@ def _sheet_head(opt: SheetOptions) -> str:
 
 def _sheet_tail(opt: SheetOptions) -> str:
     tail = "</sheetData>"
+    for priority, ref in enumerate(opt.color_scales, 1):
+        tail += (f'<conditionalFormatting sqref="{ref}"><cfRule type="colorScale" priority="{priority}">'
+                 '<colorScale><cfvo type="min"/><cfvo type="max"/><color rgb="FFFFFFFF"/><color rgb="FF5B9BD5"/>'
+                 "</colorScale></cfRule></conditionalFormatting>")
     if opt.hyperlinks:
         tail += "<hyperlinks>" + "".join(
             f'<hyperlink ref="{cell}" location="{escape_attr(loc)}" display="{escape_attr(tip)}"/>'
             for cell, loc, tip in opt.hyperlinks) + "</hyperlinks>"
+    if opt.fit_width:
+        tail += '<pageSetup orientation="landscape" fitToWidth="1" fitToHeight="0"/>'
+    if opt.notes:
+        tail += '<legacyDrawing r:id="rId1"/>'  # the sheet's only relationship: its notes' drawing
     return tail + "</worksheet>"
+
+
+def _comments_xml(notes: Sequence[tuple[int, int, str]]) -> str:
+    items = "".join(f'<comment ref="{col_letter(c)}{r}" authorId="0"><text><t xml:space="preserve">'
+                    f"{escape_text(text)}</t></text></comment>" for r, c, text in notes)
+    return XML_HEAD + (f'<comments xmlns="{NS_MAIN}"><authors><author>sheetgpt</author></authors>'
+                       f"<commentList>{items}</commentList></comments>")
+
+
+def _notes_vml(notes: Sequence[tuple[int, int, str]], drawing: int) -> str:
+    """The legacy drawing Excel needs to show notes (hidden until the cell is hovered)."""
+    shapes = []
+    for k, (r, c, _) in enumerate(notes):
+        anchor = f"{c}, 15, {max(r - 2, 0)}, 10, {c + 3}, 15, {max(r - 2, 0) + 5}, 4"
+        shapes.append(
+            f'<v:shape id="_x0000_s{drawing * 1024 + k + 1}" type="#_x0000_t202" style="position:absolute;'
+            'margin-left:80pt;margin-top:2pt;width:260pt;height:90pt;z-index:1;visibility:hidden" '
+            'fillcolor="#ffffe1" o:insetmode="auto"><v:fill color2="#ffffe1"/>'
+            '<v:shadow on="t" color="black" obscured="t"/><v:path o:connecttype="none"/>'
+            '<v:textbox style="mso-direction-alt:auto"><div style="text-align:left"></div></v:textbox>'
+            f'<x:ClientData ObjectType="Note"><x:MoveWithCells/><x:SizeWithCells/><x:Anchor>{anchor}</x:Anchor>'
+            f"<x:AutoFill>False</x:AutoFill><x:Row>{r - 1}</x:Row><x:Column>{c - 1}</x:Column></x:ClientData>"
+            "</v:shape>")
+    return ('<xml xmlns:v="urn:schemas-microsoft-com:vml" xmlns:o="urn:schemas-microsoft-com:office:office" '
+            'xmlns:x="urn:schemas-microsoft-com:office:excel">'
+            f'<o:shapelayout v:ext="edit"><o:idmap v:ext="edit" data="{drawing}"/></o:shapelayout>'
+            '<v:shapetype id="_x0000_t202" coordsize="21600,21600" o:spt="202" path="m,l,21600r21600,l21600,xe">'
+            '<v:stroke joinstyle="miter"/><v:path gradientshapeok="t" o:connecttype="rect"/></v:shapetype>'
+            + "".join(shapes) + "</xml>")
 
 
 def float32_rows(values: np.ndarray, first_row: int, first_label: int = 0, label_style: int = 0) -> bytes:
