@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import re
 import zipfile
+import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,8 @@ MAX_ROWS, MAX_COLS = 1_048_576, 16_384  # Excel's sheet limits
 MAX_CELLS = 400_000_000  # per sheet: beyond this a dense float64 copy would not fit
 MAX_UNPACKED = 16 << 30  # bytes of XML we are willing to inflate
 READ_CHUNK = 16 << 20
-PARALLEL_BYTES = 64 << 20  # read sheets in parallel above this much XML
+PARALLEL_BYTES = 64 << 20
+MAX_ROW_BYTES = 256 << 20  # 16,384 cells of formulas fit many times over  # read sheets in parallel above this much XML
 NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 NS_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 
@@ -167,7 +169,6 @@ def _read_shared_strings(z: zipfile.ZipFile) -> list[str]:
     out = []
     for si in root.iter(f"{{{NS_MAIN}}}si"):
         # rich text runs are concatenated; phonetic runs (rPh) are not part of the value
-        parts = [t.text or "" for t in si.iter(f"{{{NS_MAIN}}}t")]
         phonetic = {id(t) for r in si.iter(f"{{{NS_MAIN}}}rPh") for t in r.iter(f"{{{NS_MAIN}}}t")}
         parts = [t.text or "" for t in si.iter(f"{{{NS_MAIN}}}t") if id(t) not in phonetic]
         out.append(_OOXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), "".join(parts)))
@@ -434,6 +435,13 @@ def _find_all(data: bytes, needle: bytes) -> np.ndarray:
 
 
 def _read_sheet(z: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> Sheet:
+    try:
+        return _stream_sheet(z, part, name, sst)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:  # truncated or lying archives
+        raise FileError(f"sheet {name!r} cannot be unpacked: {e}") from None
+
+
+def _stream_sheet(z: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> Sheet:
     with z.open(part) as f:
         head = f.read(1 << 16)
         if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
@@ -449,6 +457,9 @@ def _read_sheet(z: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> She
             data = f.read(READ_CHUNK)
             buffer += data
             cut = buffer.rfind(end_tag)
+            if cut < 0 and len(buffer) > MAX_ROW_BYTES:
+                raise FileError(f"sheet {name!r} has a row longer than {MAX_ROW_BYTES >> 20} MB (or no rows): "
+                                "not a workbook this reader accepts")
             if data and cut < 0:
                 continue
             if not data:

@@ -1,0 +1,115 @@
+"""The lesson's pictures, drawn with matplotlib's Agg canvas (no pyplot: no global state, no
+display needed). PNGs carry no software/version metadata, so the same book gives the same files.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 100
+BLUE, ORANGE, GREY = "#4472C4", "#ED7D31", "#A5A5A5"
+
+
+def tex_safe(label: str) -> str:
+    """matplotlib reads text between two '$' as math: a token like '$' must stay literal."""
+    return label.replace("$", r"\$")
+
+
+def _save(fig: Figure, path: Path) -> None:
+    FigureCanvasAgg(fig)
+    with warnings.catch_warnings():  # a token's exotic character may lack a glyph: draw a box, quietly
+        warnings.simplefilter("ignore", UserWarning)
+        fig.savefig(path, dpi=DPI, metadata={"Software": None})
+
+
+def attention_heatmap(probs: np.ndarray, labels: list[str], title: str, path: Path) -> None:
+    """One head's attention weights [T queries, T keys]; future (masked) cells greyed out."""
+    T = probs.shape[0]
+    side = float(np.clip(2.2 + 0.32 * T, 4.0, 11.0))
+    fig = Figure(figsize=(side + 1.2, side), layout="constrained")
+    ax = fig.add_subplot()
+    shown = np.where(np.triu(np.ones((T, T), dtype=bool), k=1), np.nan, probs)
+    cmap = colormaps["Blues"].copy()
+    cmap.set_bad("#eeeeee")
+    im = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0)
+    ticks = [tex_safe(f"{t}: {lab}") for t, lab in enumerate(labels)]
+    ax.set_xticks(range(T), ticks, rotation=60, ha="right", rotation_mode="anchor", fontsize=9)
+    ax.set_yticks(range(T), ticks, fontsize=9)
+    ax.set_xlabel("key: the token looked at")
+    ax.set_ylabel("query: the token looking")
+    ax.set_title(title)
+    if T <= 12:  # room to print the weights themselves
+        for q in range(T):
+            for k in range(q + 1):
+                v = probs[q, k]
+                ax.text(k, q, f"{v:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if v > 0.6 else "black")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="attention weight")
+    _save(fig, path)
+
+
+def prediction_bars(labels: list[str], probs: list[float], title: str, path: Path) -> None:
+    """Horizontal bars of the top next-token probabilities, the likeliest on top."""
+    k = len(labels)
+    fig = Figure(figsize=(7.0, 1.2 + 0.42 * k), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(k)[::-1]
+    ax.barh(y, probs, color=BLUE)
+    ax.set_yticks(y, [tex_safe(lab) for lab in labels], fontsize=10)
+    for yi, p in zip(y, probs):
+        ax.text(p, yi, f" {p:.2%}", va="center", fontsize=9)
+    ax.set_xlim(0, max(probs) * 1.25 if probs and max(probs) > 0 else 1)
+    ax.set_xlabel("probability of being the next token")
+    ax.set_title(title)
+    ax.spines[["top", "right"]].set_visible(False)
+    _save(fig, path)
+
+
+def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of x projected on their two main directions, and the share of variance each
+    direction explains. Signs are fixed (largest loading positive) so reruns agree."""
+    xc = x - x.mean(axis=0)
+    _, s, vt = np.linalg.svd(xc, full_matrices=False)
+    vt = vt[:2].copy()
+    for row in vt:
+        if row[np.abs(row).argmax()] < 0:
+            row *= -1
+    coords = np.zeros((len(x), 2))
+    coords[:, :vt.shape[0]] = xc @ vt.T
+    var = s**2
+    share = np.zeros(2)
+    if var.sum() > 0:
+        share[:len(var[:2])] = var[:2] / var.sum()
+    return coords, share
+
+
+def embedding_pca(before: np.ndarray, after: np.ndarray, labels: list[str], path: Path) -> None:
+    """Token embeddings before and after the position embedding is added, in one shared
+    2-D PCA basis (fitted on both sets), side by side with the same axes."""
+    T = len(labels)
+    coords, share = pca_2d(np.vstack([before, after]))
+    b, a = coords[:T], coords[T:]
+    fig = Figure(figsize=(11.0, 5.0), layout="constrained")
+    axes = fig.subplots(1, 2, sharex=True, sharey=True)
+    panels = [(axes[0], b, "before: token embedding (row of wte)", BLUE, False),
+              (axes[1], a, "after: + position embedding (row of wpe)", ORANGE, True)]
+    for ax, pts, title, color, with_pos in panels:
+        if with_pos:  # where each token came from
+            for (x0, y0), (x1, y1) in zip(b, a):
+                ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="->", color=GREY, lw=0.8))
+            ax.scatter(b[:, 0], b[:, 1], s=30, facecolors="none", edgecolors=GREY, zorder=2)
+        ax.scatter(pts[:, 0], pts[:, 1], s=40, color=color, zorder=3)
+        for t, (x, y) in enumerate(pts):
+            ax.annotate(tex_safe(f"{labels[t]} @{t}" if with_pos else labels[t]), (x, y),
+                        xytext=(4, 4), textcoords="offset points", fontsize=9)
+        ax.set_title(title)
+        ax.set_xlabel(f"PC 1 ({share[0]:.0%} of the variance)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"PC 2 ({share[1]:.0%} of the variance)")
+    fig.suptitle("The prompt's tokens as points: a 2-D PCA map of their vectors")
+    _save(fig, path)
