@@ -93,6 +93,19 @@ def _parser() -> argparse.ArgumentParser:
     lt.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     lt.set_defaults(run=_lint)
 
+    x = sub.add_parser("export", help="turn a workbook into a static HTML lesson with figures",
+                       description="Write a static HTML lesson: an index and one page per step in forward-pass "
+                                   "order with what it does, its exact formula, shapes, a preview of the "
+                                   "evaluated values, and figures (attention heatmaps, top next tokens, a PCA map "
+                                   "of the embeddings). Give a workbook, or --model and a prompt to build one "
+                                   "first (saved as OUT/book.xlsx).")
+    x.add_argument("book", nargs="?", type=Path, metavar="BOOK.xlsx", help="the workbook to export")
+    x.add_argument("--model", "-m", help="build from this model instead: " + MODEL_HELP)
+    x.add_argument("--prompt", help="the prompt to build with (with --model)")
+    x.add_argument("-o", "--output", type=Path, default=Path("out/lesson"), help="lesson folder (default out/lesson)")
+    x.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    x.set_defaults(run=_export)
+
     t = sub.add_parser("tokenize", help="show GPT-2 token ids and token strings of a text")
     t.add_argument("text", metavar="TEXT")
     t.add_argument("--model", "-m", help="use this model's tokenizer (default: GPT-2's)")
@@ -227,6 +240,24 @@ def _lint(args) -> int:
             print(f"{where}: [{f.rule}] {f.message}")
         print("clean: no portability problems" if not findings else f"{len(findings)} portability problems")
     return 0 if not findings else 1
+
+
+def _export(args) -> int:
+    from .export import export_from_model, export_lesson
+
+    progress = False if args.quiet else None
+    if args.model or args.prompt:
+        if args.book is not None:
+            raise UserError("give either a workbook or --model with --prompt, not both")
+        if not args.prompt:
+            raise UserError("--model needs --prompt TEXT to build the workbook first")
+        index = export_from_model(args.model or DEFAULT_MODEL, args.prompt, args.output, progress=progress)
+    elif args.book is None:
+        raise UserError("give a workbook to export, or --model M --prompt TEXT")
+    else:
+        index = export_lesson(args.book, args.output, progress=progress)
+    print(f"wrote the lesson: {index}")
+    return 0
 
 
 def _tokenize(args) -> int:

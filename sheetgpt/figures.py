@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 DPI = 100
 BLUE, ORANGE, GREY = "#4472C4", "#ED7D31", "#A5A5A5"
@@ -34,8 +35,7 @@ def attention_heatmap(probs: np.ndarray, labels: list[str], title: str, path: Pa
     fig = Figure(figsize=(side + 1.2, side), layout="constrained")
     ax = fig.add_subplot()
     shown = np.where(np.triu(np.ones((T, T), dtype=bool), k=1), np.nan, probs)
-    cmap = colormaps["Blues"].copy()
-    cmap.set_bad("#eeeeee")
+    cmap = colormaps["Blues"].with_extremes(bad="#eeeeee")  # bad = NaN = masked
     im = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0)
     ticks = [tex_safe(f"{t}: {lab}") for t, lab in enumerate(labels)]
     ax.set_xticks(range(T), ticks, rotation=60, ha="right", rotation_mode="anchor", fontsize=9)
@@ -62,8 +62,10 @@ def prediction_bars(labels: list[str], probs: list[float], title: str, path: Pat
     ax.barh(y, probs, color=BLUE)
     ax.set_yticks(y, [tex_safe(lab) for lab in labels], fontsize=10)
     for yi, p in zip(y, probs):
-        ax.text(p, yi, f" {p:.2%}", va="center", fontsize=9)
+        ax.text(p, yi, f" {p * 100:.3g}%", va="center", fontsize=9)
     ax.set_xlim(0, max(probs) * 1.25 if probs and max(probs) > 0 else 1)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.xaxis.set_major_locator(MaxNLocator(5))
     ax.set_xlabel("probability of being the next token")
     ax.set_title(title)
     ax.spines[["top", "right"]].set_visible(False)

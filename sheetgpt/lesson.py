@@ -41,6 +41,7 @@ class Formula:
     text: str  # with the leading '=', exactly as stored
     n_cells: int  # cells computed by it (a shared formula's group)
     block: str | None  # the block it fills; None for label columns
+    block_cells: int = 1  # the size of that block
 
     @property
     def address(self) -> str:
@@ -63,7 +64,7 @@ class Cell:
     block: str | None = None  # layout block holding the cell, and its position there
     i: int = 0
     j: int = 0
-    kind: str = "num"  # num, text, empty
+    kind: str = "num"  # num, text, empty (a block's empty cell: masked), blank
 
 
 @dataclass
@@ -102,9 +103,12 @@ class Page:
         return page_filename(self.sheet)
 
     @property
+    def short_title(self) -> str:
+        return TITLES.get(self.kind, self.kind)
+
+    @property
     def title(self) -> str:
-        t = TITLES.get(self.kind, self.kind)
-        return t if self.layer is None else f"Layer {self.layer}: {t}"
+        return self.short_title if self.layer is None else f"Layer {self.layer}: {self.short_title}"
 
     @property
     def group(self) -> str:
@@ -138,6 +142,12 @@ def token_text(book: BookContents, token_id: int) -> str:
     blk = book.layout.blocks["vocab_text"]
     v = book.values.value(VOCAB_SHEET, blk.row + token_id, blk.col)
     return "" if v is None else str(v)
+
+
+def block_values(book: BookContents, name: str) -> np.ndarray:
+    """A layout block's evaluated values, float64 [n_rows, n_cols]."""
+    b = book.layout.blocks[name]
+    return book.values.block(b.sheet, b.row, b.col, b.n_rows, b.n_cols)
 
 
 def fmt(v: object, token: bool = False) -> str:
@@ -186,7 +196,7 @@ class PageReader:
                 hidden += 1
         outputs = [self.operand(b) for b in sheet.blocks]
         return Page(sheet_name, kind, layer, sheet.stage, str(header or sheet.title), shown, hidden,
-                    self.inputs(sheet_name, all_formulas), outputs, self.preview(sheet_name, kind))
+                    self.inputs(sheet_name, all_formulas), outputs, self.preview(sheet_name))
 
     # -- formulas -------------------------------------------------------------------
     def formulas(self, sheet_name: str) -> list[Formula]:
@@ -203,8 +213,9 @@ class PageReader:
         out = []
         for r, c, text, n in found:
             name = self._block_at(blocks, r, c)
+            size = self.L.blocks[name].n_rows * self.L.blocks[name].n_cols if name else 1
             out.append(((order.get(name, len(order)), r, c),
-                        Formula(sheet_name, f"{col_letter(c)}{r}", "=" + text, n, name)))
+                        Formula(sheet_name, f"{col_letter(c)}{r}", "=" + text, n, name, size)))
         return [f for _, f in sorted(out, key=lambda x: x[0])]
 
     @staticmethod
@@ -252,7 +263,7 @@ class PageReader:
         return Operand(blk.name, blk.name, shape, page)
 
     # -- values ---------------------------------------------------------------------
-    def preview(self, sheet_name: str, kind: str) -> Preview:
+    def preview(self, sheet_name: str) -> Preview:
         """The top-left corner of the sheet's data, as the sheet lays it out: column A labels
         the rows, row 2 the columns."""
         values, blocks = self.book.values, self.by_sheet.get(sheet_name, [])
@@ -283,7 +294,7 @@ class PageReader:
         if isinstance(v, str):
             return Cell(fmt(v, computed), None, name, i, j, "text")
         if v is None:
-            return Cell("", float("nan") if name else None, name, i, j, "empty")
+            return Cell("", float("nan"), name, i, j, "empty") if name else Cell("", kind="blank")
         return Cell(fmt(v), float(v), name, i, j, "num")
 
 

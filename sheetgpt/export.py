@@ -1,0 +1,210 @@
+"""Export a workbook as a static HTML lesson: an index and one page per step sheet, in
+forward-pass order, each with a plain-words explanation, the step's formula as the workbook
+stores it, shapes, a preview of the evaluated values, and pictures.
+
+Everything shown is read from the workbook after our engine evaluated it: the lesson
+teaches what the file computes, not what the Python reference computes.
+Templates (Jinja2) live in the repository's `templates/`, installed as `sheetgpt/templates`.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from . import __version__, figures
+from .check import BookContents, load_book
+from .errors import UserError
+from .lesson import (Figure, Page, PageReader, block_values, fmt, page_filename, read_meta, stacked_heads,
+                     token_text, visible)
+from .progress import Progress
+
+GENERATOR = "sheetgpt lesson"  # in every page's <meta name="generator">: marks a directory as ours
+IMG_DIR = "img"
+TOP_K = 10  # bars in the prediction chart
+
+
+def templates_dir() -> Path:
+    """Installed: the wheel ships templates/ as sheetgpt/templates (pyproject package-dir).
+    Source checkout or editable install: the repository's top-level templates/."""
+    here = Path(__file__).resolve().parent
+    for d in (here / "templates", here.parent / "templates"):
+        if (d / "step.html").is_file():
+            return d
+    raise UserError("this sheetgpt installation has no lesson templates (templates/step.html)")
+
+
+def export_lesson(book: str | Path, out_dir: str | Path, progress: bool | None = None) -> Path:
+    """Evaluate `book` with sheetgpt's engine and write the lesson into `out_dir`; return
+    the path of its index.html. Files of an earlier lesson there are overwritten."""
+    out = _check_out_dir(Path(out_dir))
+    book = Path(book)
+    contents = load_book(book, progress=progress)
+    wb = getattr(contents.values, "wb", None)
+    if wb is None:  # another engine: read the formulas ourselves
+        from .engines.fast.reader import read_workbook
+        wb = read_workbook(book)
+    pages = PageReader(contents, wb).pages()
+    facts = _facts(contents, book, out)
+    cfg = contents.layout.cfg
+    env = _environment()
+    with Progress(total=len(pages) + cfg.n_layer * cfg.n_head + 3, desc="writing lesson",
+                  enabled=progress, unit="file") as bar:
+        _make_dir(out / IMG_DIR)
+        _draw_figures(contents, pages, facts, out, bar)
+        for page in pages:
+            html = env.get_template("step.html").render(page=page, m=facts)
+            _write(out / page.filename, html)
+            bar.update(1)
+        index = out / "index.html"
+        _write(index, env.get_template("index.html").render(pages=pages, groups=_groups(pages), m=facts))
+        shutil.copyfile(templates_dir() / "style.css", out / "style.css")
+        bar.update(1)
+    return index
+
+
+def export_from_model(model_spec: str, prompt: str, out_dir: str | Path, book_path: str | Path | None = None,
+                      progress: bool | None = None) -> Path:
+    """Build the workbook for `model_spec` and `prompt` (into out_dir/book.xlsx unless
+    `book_path` is given), then export its lesson into `out_dir`; return index.html's path."""
+    from .builder import build_workbook
+    from .load import load_model
+
+    out = _check_out_dir(Path(out_dir))  # fail before a long build, not after
+    model = load_model(model_spec)
+    book = Path(book_path) if book_path is not None else out / "book.xlsx"
+    new_dir = not book.parent.exists()
+    _make_dir(book.parent)
+    try:
+        build_workbook(model, prompt, book, progress=progress)
+    except BaseException:
+        if new_dir and not any(book.parent.iterdir()):  # e.g. an empty prompt: leave nothing behind
+            book.parent.rmdir()
+        raise
+    return export_lesson(book, out, progress)
+
+
+# -- what the index and every page say about the whole run ------------------------------
+@dataclass
+class Prediction:
+    rank: int
+    id: int
+    text: str  # visible() token text
+    prob: float
+    logit: float
+
+
+def _facts(book: BookContents, book_path: Path, out: Path) -> dict:
+    """Model size, prompt, prediction: the numbers the explanations and the index quote."""
+    cfg, L = book.layout.cfg, book.layout
+    meta = read_meta(book)
+    top_ids, top_probs, top_logits = (block_values(book, n)[:, 0] for n in ("top_ids", "top_probs", "top_logits"))
+    top = [Prediction(k + 1, int(i), visible(token_text(book, int(i))), float(p), float(lg))
+           for k, (i, p, lg) in enumerate(zip(top_ids, top_probs, top_logits))]
+    tokens = [(t, i, visible(token_text(book, i))) for t, i in enumerate(book.ids)]
+    try:
+        book_href = book_path.resolve().relative_to(out.resolve()).as_posix()
+    except ValueError:  # the book lives elsewhere: links stay inside the lesson
+        book_href = None
+    return {
+        "model": str(meta.get("model", "?")), "random": bool(meta.get("random_weights")),
+        "prompt": str(meta.get("prompt", "")), "tokens": tokens, "top": top,
+        "book_name": book_path.name, "book_href": book_href, "version": __version__, "generator": GENERATOR,
+        "T": L.T, "D": cfg.n_embd, "H": cfg.n_head, "dh": cfg.head_dim, "V": cfg.vocab_size,
+        "n_layer": cfg.n_layer, "n_ctx": cfg.n_ctx, "eps": f"{cfg.layer_norm_epsilon:g}",
+        "n_params": sum(int(np.prod(a.shape)) for a in book.weights.params.values()),
+        "last_token": tokens[-1][2], "pca_src": f"{IMG_DIR}/embed-pca.png",
+        "top_src": f"{IMG_DIR}/prediction-top.png",
+    }
+
+
+def _groups(pages: list[Page]) -> list[tuple[str, str, list[Page]]]:
+    """Consecutive pages with the same index heading: (heading, stage, pages)."""
+    groups: list[tuple[str, str, list[Page]]] = []
+    for p in pages:
+        if not groups or groups[-1][0] != p.group:
+            groups.append((p.group, p.stage, []))
+        groups[-1][2].append(p)
+    return groups
+
+
+# -- pictures -----------------------------------------------------------------------------
+def _draw_figures(book: BookContents, pages: list[Page], facts: dict, out: Path, bar: Progress) -> None:
+    cfg = book.layout.cfg
+    block = lambda name: block_values(book, name)  # noqa: E731 (a short alias, used five times)
+    labels = [text for _, _, text in facts["tokens"]]
+    by_sheet = {p.sheet: p for p in pages}
+
+    figures.embedding_pca(block("embed_tok"), block("embed"), labels, out / facts["pca_src"])
+    pca = Figure(facts["pca_src"], "PCA map of the prompt's token vectors before and after adding positions",
+                 "Each dot is one prompt token, its vector squeezed from "
+                 f"{cfg.n_embd} numbers to 2 (PCA, fitted on both panels together). Left: the row of wte "
+                 "alone; right: after adding the position's row of wpe (grey arrows show the move).")
+    for sheet in ("embed_tok", "embed"):
+        by_sheet[sheet].figures.append(pca)
+    bar.update(1)
+
+    for layer in range(cfg.n_layer):
+        heads = stacked_heads(block(f"h{layer}_probs"), cfg.n_head)
+        page = by_sheet[f"h{layer} probs"]
+        for h, probs in enumerate(heads):
+            src = f"{IMG_DIR}/h{layer}-probs-head{h}.png"
+            figures.attention_heatmap(probs, labels, f"Layer {layer}, head {h}: who looks at whom", out / src)
+            page.figures.append(Figure(src, f"Attention weights of layer {layer}, head {h}",
+                                       f"Head {h}. Row: the token looking; column: the token it looks at."))
+            bar.update(1)
+
+    probs = block("next_probs")[:, 0]
+    top = np.argsort(-probs, kind="stable")[:TOP_K]
+    title = f"What comes after \u201c{facts['last_token']}\u201d? Top {len(top)} of {cfg.vocab_size} tokens"
+    if facts["random"]:
+        title += "\n(random weights: the mechanics are real, the guesses are not)"
+    figures.prediction_bars([visible(token_text(book, int(i))) for i in top], [float(probs[i]) for i in top],
+                            title, out / facts["top_src"])
+    by_sheet["prediction"].figures.append(
+        Figure(facts["top_src"], "Bar chart of the most likely next tokens",
+               f"The {len(top)} largest values of the probability column on sheet logits."))
+    bar.update(1)
+
+
+# -- files ----------------------------------------------------------------------------------
+def _environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(templates_dir()), autoescape=select_autoescape(["html"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["fmt"] = fmt
+    env.filters["pct"] = percent
+    env.filters["repr"] = lambda v: repr(float(v))  # full precision, for tests and the curious
+    env.filters["page_href"] = page_filename
+    return env
+
+
+def _check_out_dir(out: Path) -> Path:
+    """Refuse a file, or a directory whose index.html some other tool wrote (we would
+    overwrite it). Creates nothing: a failed export leaves no empty directory behind."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; give a directory for the lesson")
+    index = out / "index.html"
+    if index.exists():
+        head = index.read_text(encoding="utf-8", errors="replace")[:2000]
+        if f'content="{GENERATOR}' not in head:
+            raise UserError(f"{index} exists and is not a sheetgpt lesson; choose another directory")
+    return out
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the directory {path} ({e.strerror})") from None
+
+
+def percent(p: float) -> str:
+    """3 significant digits: a random model's 0.00281% must not read as 0.00%."""
+    return f"{p * 100:.3g}%"
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8", newline="\n")
