@@ -123,7 +123,7 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
         if not result.ok and first is None:
             first = {"step": name, "sheet": result.sheet, "cell": result.cell}
     wb = getattr(book.values, "wb", None)
-    findings = lint_workbook(wb) if wb is not None else lint_path(path)
+    findings = lint_workbook(wb, cycles=False) if wb is not None else lint_path(path)
     if findings and first is None:  # computes right here, but may not in Excel or LibreOffice
         first = {"step": "lint", "sheet": findings[0].sheet, "cell": findings[0].cell}
     return CheckReport(ok=first is None, steps=steps, first_failure=first, inputs=inputs, lint=findings)
@@ -131,14 +131,11 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
 
 def compare_block(values: EvaluatedBook, blk: Block, ref: np.ndarray, tol: float) -> StepResult:
     """Max absolute and relative error of one block; NaN in `ref` means the cell must be empty."""
-    try:
-        got = values.block(blk.sheet, blk.row, blk.col, blk.n_rows, blk.n_cols)
-    except CellValueError as e:
-        return StepResult(blk.name, blk.sheet, float("inf"), float("inf"), False, e.cell,
-                          f"holds {e.value!r}, not a number")
+    got, not_number = values.numbers(blk.sheet, blk.row, blk.col, blk.n_rows, blk.n_cols)
     ref_empty, got_empty = np.isnan(ref), np.isnan(got)
     err = np.where(ref_empty | got_empty, 0.0, np.abs(got - ref))
     err[ref_empty != got_empty] = np.inf
+    err[not_number] = np.inf  # an error value or text where a number belongs
     scale = float(np.nanmax(np.abs(ref))) if not ref_empty.all() else 0.0
     max_abs = float(err.max())
     max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
@@ -146,7 +143,9 @@ def compare_block(values: EvaluatedBook, blk: Block, ref: np.ndarray, tol: float
     if not bad.any():
         return StepResult(blk.name, blk.sheet, max_abs, max_rel, True)
     i, j = np.unravel_index(np.argmax(bad), bad.shape)  # first bad cell, row by row
-    detail = (f"is empty, expected {ref[i, j]:.17g}" if got_empty[i, j] else
+    detail = (f"holds {values.value(blk.sheet, blk.row + int(i), blk.col + int(j))!r}, not a number"
+              if not_number[i, j] else
+              f"is empty, expected {ref[i, j]:.17g}" if got_empty[i, j] else
               f"holds {got[i, j]:.17g}, expected empty" if ref_empty[i, j] else
               f"holds {got[i, j]:.17g}, expected {ref[i, j]:.17g}")
     return StepResult(blk.name, blk.sheet, max_abs, max_rel, False, blk.cell(int(i), int(j)), detail)

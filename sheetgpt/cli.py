@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -25,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    # a terminated command (timeout, CI cancel) cleans up like an interrupted one
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         return args.run(args)
     except UserError as e:
@@ -33,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sheetgpt: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("sheetgpt: terminated", file=sys.stderr)
+        return 143
     except MemoryError:
         print("sheetgpt: error: out of memory", file=sys.stderr)
         return 2
@@ -42,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sheetgpt: internal error: {type(e).__name__}: {e} (set SHEETGPT_DEBUG=1 for details)",
               file=sys.stderr)
         return 3
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the program is so that `with` blocks clean up."""
+
+
+def _terminated(signum, frame) -> None:
+    raise _Terminated()
 
 
 def _parser() -> argparse.ArgumentParser:

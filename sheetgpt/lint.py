@@ -8,7 +8,8 @@ from pathlib import Path
 
 from .engines.base import cell_name
 from .engines.fast.parser import Binary, Call, FormulaError, Name, Ref, Unary, allow_deep_formulas, parse, parse_ref
-from .engines.fast.compiler import shorten
+from .engines.fast.compiler import CompileError, compile_groups, order_groups, shorten
+from .engines.fast.functions import FUNCTIONS
 from .engines.fast.reader import MAX_COLS, MAX_ROWS, Workbook, read_workbook
 
 MAX_FORMULA_CHARS = 8192
@@ -51,16 +52,21 @@ def lint_path(path: str | Path) -> list[Finding]:
     return lint_workbook(read_workbook(path))
 
 
-def lint_workbook(wb: Workbook) -> list[Finding]:
+def lint_workbook(wb: Workbook, cycles: bool = True) -> list[Finding]:
+    """Portability findings; with cycles, also circular references (check's engine already
+    refuses those, so it skips the extra pass)."""
     allow_deep_formulas()
     findings: list[Finding] = []
     for name in wb.sheets:
         problem = sheet_name_problem(name)
         if problem:
             findings.append(Finding("sheet-name", name, None, f"sheet name {name!r} {problem}"))
-    for name in wb.names:
+    for name, target in wb.names.items():
         if not NAME_RULE.match(name) or LOOKS_LIKE_CELL.match(name) or len(name) > 255:
             findings.append(Finding("defined-name", None, None, f"defined name {name!r} is not a valid Excel name"))
+        if "[" in target:
+            findings.append(Finding("external-reference", None, None,
+                                    f"defined name {name!r} points into another workbook ({target})"))
     names = {k.upper(): v for k, v in wb.names.items()}
     for sheet in wb.sheets.values():
         rows, cols = sheet.shape
@@ -77,6 +83,12 @@ def lint_workbook(wb: Workbook) -> list[Finding]:
             for rule, message in checked[text]:
                 findings.append(Finding(rule, sheet.name, cell_name(r + 1, c + 1),
                                         f"{message} (formula ={shorten(text)})"))
+    if cycles and not findings:
+        try:
+            order_groups(compile_groups(wb, FUNCTIONS))
+        except CompileError as e:
+            if "circular" in str(e):
+                findings.append(Finding("circular", None, None, str(e)))
     return findings
 
 

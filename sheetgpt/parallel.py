@@ -6,8 +6,10 @@ ahead of the writer.
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
 from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Iterator
@@ -18,6 +20,17 @@ from .xlsx import float32_rows
 
 CHUNK_CELLS = 1 << 18  # ~6 MB of XML per task
 _ARRAYS: dict[str, np.ndarray] = {}  # set in the parent before forking
+
+
+def worker_init() -> None:
+    """In a forked worker: die with the parent (even on SIGKILL) and leave Ctrl-C to it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux/glibc: workers still end with the pool
+        pass
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _format(name: str, r0: int, r1: int, first_row: int, label_style: int) -> bytes:
@@ -36,7 +49,8 @@ class WeightFormatter:
         if workers > 0:
             _ARRAYS.clear()
             _ARRAYS.update(arrays)
-            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                            initializer=worker_init)
         self._pending: deque[Future] = deque()
         self._next = 0
         self._window = 2 * workers + 2

@@ -175,8 +175,8 @@ class WorkbookWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
+        if exc_type is None:
+            try:
                 self._finish()
                 self._zip.close()
                 self._file.flush()
@@ -184,14 +184,20 @@ class WorkbookWriter:
                 self._file.close()
                 os.chmod(self._tmp, _new_file_mode(self.path))
                 os.replace(self._tmp, self.path)
-        finally:
-            if exc_type is not None or self._tmp.exists():
-                try:
-                    self._zip.close()
-                except Exception:
-                    pass
-                self._file.close()
-                self._tmp.unlink(missing_ok=True)
+                return
+            except BaseException:
+                self._discard()
+                raise
+        self._discard()
+
+    def _discard(self) -> None:
+        """Remove the temporary file, whatever closing it raises (a full disk raises again)."""
+        for close in (self._zip.close, self._file.close):
+            try:
+                close()
+            except BaseException:
+                pass
+        self._tmp.unlink(missing_ok=True)
 
     def _part(self, name: str, force_zip64: bool = False):
         info = zipfile.ZipInfo(name, date_time=ZIP_DATE)

@@ -456,3 +456,102 @@ def read_weight_sheets(path: Path, param_shapes: dict[str, tuple[int, ...]]) -> 
         return out
     finally:
         wb.close()
+
+
+# --- reliability tests: small random models, sheet XML cells, zips, a bounded command line ----
+
+from dataclasses import dataclass as _dataclass
+
+
+@_dataclass
+class XmlCell:
+    """One <c> element of a sheet's XML: 1-based row and column, and its span in the text."""
+    row: int
+    col: int
+    start: int
+    end: int
+
+    def xml(self, text: str) -> str:
+        return text[self.start:self.end]
+
+
+_ROW_ANY = re.compile(r"<row\b([^>]*?)(?:/>|>(.*?)</row>)", re.S)
+_R_ATTR = re.compile(r'\br="([A-Z]*)(\d*)"')
+
+
+def sheet_cells(xml: str) -> list[XmlCell]:
+    """Every <c> of a sheet's XML with its position (r= is optional on <row> and <c>: a row or
+    cell without it follows the previous one, ECMA-376 18.3.1.73 / 18.3.1.4)."""
+    from openpyxl.utils.cell import column_index_from_string
+
+    out: list[XmlCell] = []
+    row = 0
+    for m in _ROW_ANY.finditer(xml):
+        r = _R_ATTR.search(m.group(1) or "")
+        row = int(r.group(2)) if r and r.group(2) else row + 1
+        if m.group(2) is None:
+            continue
+        col = 0
+        for c in _CELL.finditer(m.group(2)):
+            a = _R_ATTR.search(c.group(1) or "")
+            col = column_index_from_string(a.group(1)) if a and a.group(1) else col + 1
+            out.append(XmlCell(row, col, m.start(2) + c.start(), m.start(2) + c.end()))
+    return out
+
+
+def read_parts(path: Path) -> dict[str, bytes]:
+    """Every part of a zip, in order."""
+    with zipfile.ZipFile(path) as z:
+        return {i.filename: z.read(i.filename) for i in z.infolist()}
+
+
+def write_parts(path: Path, parts: dict[str, bytes], compresslevel: int = 1) -> Path:
+    """A zip of these parts (deflated, fixed timestamps)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as z:
+        for name, data in parts.items():
+            z.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
+    return path
+
+
+def small_random_model(vocab_dir: Path, seed: int = 3, name: str = "small-random-test", **shape):
+    """A seeded random GPT-2 of the given shape with write_bpe_vocab's vocabulary in vocab_dir."""
+    from sheetgpt.load import LoadedModel, random_weights
+    from sheetgpt.model import GPT2Config
+    from sheetgpt.tokenizer import Tokenizer
+
+    vocab_size = len(json.loads((vocab_dir / "vocab.json").read_text(encoding="utf-8")))
+    cfg = GPT2Config(**shape, vocab_size=vocab_size)
+    tok = Tokenizer.from_files(vocab_dir / "vocab.json", vocab_dir / "merges.txt")
+    return LoadedModel(name, random_weights(cfg, seed), tok, random=True)
+
+
+MEMORY_LIMIT = 4 << 30  # bytes of address space for a command under test
+
+
+def _limit_memory(limit: int):
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return apply
+
+
+def run_cli_bounded(*args: str, cwd: Path, timeout: float = 30, memory: int = MEMORY_LIMIT,
+                    env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m sheetgpt ARGS` like run_cli, but with an address-space limit; a command that
+    outlives `timeout` raises subprocess.TimeoutExpired (after being killed)."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [full_env.get("PYTHONPATH")])])
+    full_env.pop("SHEETGPT_DEBUG", None)
+    full_env.update(env or {})
+    proc = subprocess.Popen([sys.executable, "-m", "sheetgpt", *args], cwd=cwd, env=full_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_limit_memory(memory), start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        import signal
+
+        os.killpg(proc.pid, signal.SIGKILL)  # its worker processes too (they share its new process group)
+        out, err = proc.communicate()
+        raise subprocess.TimeoutExpired(proc.args, timeout, out, err) from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

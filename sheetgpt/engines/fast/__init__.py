@@ -44,6 +44,17 @@ class FastBook(EvaluatedBook):
             return bool(s.num[r, c])
         return s.text[(r, c)]
 
+    def numbers(self, sheet: str, row: int, col: int, n_rows: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
+        s = self._sheet(sheet)
+        out = np.full((n_rows, n_cols), np.nan)
+        kind = np.zeros((n_rows, n_cols), np.uint8)
+        r1, c1 = min(row - 1 + n_rows, s.num.shape[0]), min(col - 1 + n_cols, s.num.shape[1])
+        if r1 > row - 1 and c1 > col - 1:
+            out[: r1 - row + 1, : c1 - col + 1] = s.num[row - 1:r1, col - 1:c1]
+            kind[: r1 - row + 1, : c1 - col + 1] = s.kind[row - 1:r1, col - 1:c1]
+        out[kind != NUM] = np.nan
+        return out, (kind != NUM) & (kind != EMPTY)
+
     def block(self, sheet: str, row: int, col: int, n_rows: int, n_cols: int) -> np.ndarray:
         s = self._sheet(sheet)
         r0, c0 = row - 1, col - 1

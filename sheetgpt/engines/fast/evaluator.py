@@ -149,8 +149,9 @@ def arithmetic(op: str, a: Vals, b: Vals) -> Vals:
     if op == "/" and (y == 0).any():
         div0 = np.broadcast_to(np.where(y == 0, "#DIV/0!", None), result.shape)
         errs = first_errors(errs, div0)
-    if op == "^" and ((x == 0) & (y == 0)).any():
-        errs = first_errors(errs, np.broadcast_to(np.where((x == 0) & (y == 0), "#NUM!", None), result.shape))
+    if op == "^" and ((x == 0) & (y <= 0)).any():  # Excel: 0^0 is #NUM!, 0^negative is #DIV/0!
+        code = np.where((x == 0) & (y == 0), "#NUM!", np.where((x == 0) & (y < 0), "#DIV/0!", None))
+        errs = first_errors(errs, np.broadcast_to(code, result.shape))
     return numbers_result(result, errs)
 
 

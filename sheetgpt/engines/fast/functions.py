@@ -285,9 +285,10 @@ def INDEX(ctx, args):
     elif not has_col and w == 1:
         c = np.ones_like(r)
     whole_row, whole_col = c == 0, r == 0
-    if whole_row.any() or whole_col.any():  # a whole row or column: a reference, same shape for all cells
-        if not (whole_row.all() or whole_col.all()) or (whole_row & whole_col).any() or failed.any():
-            raise EvalError("INDEX with row or column 0 in only some cells is not supported")
+    partial = (whole_row | whole_col) & ~(whole_row.all() | whole_col.all())
+    if (whole_row | whole_col).any() and not partial.any():  # a whole row or column: a reference
+        if (whole_row & whole_col).any() or failed.any():
+            raise EvalError("INDEX with both row and column 0 is not supported")
         outside = (r < 1) | (r > h) if whole_row.all() else (c < 1) | (c > w)
         if outside.all():
             return error("#REF!", ctx.n)
@@ -296,6 +297,9 @@ def INDEX(ctx, args):
         if whole_row.all():
             return RangeVal(sheet, r0 + r - 1, c0, 1, w)
         return RangeVal(sheet, r0, c0 + c - 1, h, 1)
+    if partial.any():  # some cells ask for a whole row/column, others for one cell: not supported there
+        index_errors = first_errors(index_errors, np.where(partial, "#VALUE!", None))
+        r, c = np.where(partial, 1, r), np.where(partial, 1, c)
     ok = (r >= 1) & (r <= h) & (c >= 1) & (c <= w)
     v = gather(ctx.sheets, sheet, np.where(ok, r0 + r - 1, r0), np.where(ok, c0 + c - 1, c0))
     errs = first_errors(index_errors, np.where(ok, None, "#REF!") if not ok.all() else None)

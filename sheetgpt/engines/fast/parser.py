@@ -99,6 +99,7 @@ _CELL = r"(\$?)([A-Za-z]{1,3})(\$?)([0-9]+)"
 _REF = re.compile(rf"^(?:(?:'((?:[^']|'')+)'|([^'!:]+))!)?{_CELL}(?::{_CELL})?$")
 _WHOLE = re.compile(r"^(?:(?:'(?:[^']|'')+'|[^'!:]+)!)?\$?([A-Za-z]{1,3}|[0-9]+):\$?([A-Za-z]{1,3}|[0-9]+)$")
 MAX_ROWS, MAX_COLS = 1_048_576, 16_384
+MAX_FORMULA_CHARS = 8192  # Excel's limit; it also bounds how deep a formula's tree can be
 
 
 def _col(letters: str) -> int:
@@ -116,6 +117,8 @@ def parse_ref(text: str) -> Ref | None:
             raise FormulaError(f"whole-row or whole-column reference {text} is not supported")
         return None
     sheet = m.group(1).replace("''", "'") if m.group(1) is not None else m.group(2)
+    if sheet is not None and "[" in sheet:
+        raise FormulaError(f"reference {text} points into another workbook, which is not supported")
     a = (m.group(3), _col(m.group(4)), m.group(5), int(m.group(6)) - 1)
     b = (m.group(7), _col(m.group(8)), m.group(9), int(m.group(10)) - 1) if m.group(8) else a
     for col, row in ((a[1], a[3]), (b[1], b[3])):
@@ -129,9 +132,31 @@ def parse_ref(text: str) -> Ref | None:
     return Ref(sheet, r0, c0, r1, c1, ar0 == "$", ac0 == "$", ar1 == "$", ac1 == "$")
 
 
+MAX_NESTING = 200
+
+
+def _paren_depth(text: str) -> int:
+    """Deepest parenthesis nesting outside string literals (a quick scan, no parsing)."""
+    depth = deepest = 0
+    in_string = False
+    for ch in text:
+        if ch == '"':
+            in_string = not in_string
+        elif not in_string and ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif not in_string and ch == ")":
+            depth -= 1
+    return deepest
+
+
 def parse(formula: str) -> object:
     """Parse formula text (with or without the leading '=') into a tree."""
     text = formula if formula.startswith("=") else "=" + formula
+    if len(text) > MAX_FORMULA_CHARS:
+        if _paren_depth(text) > MAX_NESTING:
+            raise FormulaError("formula is nested too deeply")
+        raise FormulaError(f"formula has {len(text):,} characters; Excel allows {MAX_FORMULA_CHARS:,}")
     if _REF.match(text[1:]):  # a bare reference (e.g. a transpose cell): no tokenizer needed
         return parse_ref(text[1:])
     try:
@@ -164,7 +189,7 @@ class _Parser:
 
     def expression(self, min_prec: int) -> object:
         self.depth += 1
-        if self.depth > 200:
+        if self.depth > MAX_NESTING:
             raise FormulaError("formula is nested too deeply")
         left = self.prefix()
         while True:

@@ -155,7 +155,7 @@ def numbers_result(num: np.ndarray, errors: np.ndarray | None = None) -> Vals:
     bad = ~np.isfinite(num)
     if errors is None and not bad.any():
         return Vals(num)
-    codes = np.full(num.shape, None, dtype=object) if errors is None else errors.copy()
+    codes = np.full(num.shape, None, dtype=object) if errors is None else np.broadcast_to(errors, num.shape).copy()
     codes[bad & np.equal(codes, None)] = "#NUM!"
     is_err = ~np.equal(codes, None)
     if not is_err.any():
