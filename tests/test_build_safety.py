@@ -171,7 +171,7 @@ EXISTING = b"the user's own workbook, which must survive " * 100
 
 
 def _interrupt(model: Path, tmp_path: Path, sig: int, fraction: float, full: dict, existing: bool,
-               group: bool = False, wait: float = 20) -> dict:
+               group: bool = False, wait: float = 20, delay: float = 0.0) -> dict:
     """Start a build; when its temporary file holds `fraction` of the finished file's bytes,
     send `sig` (to the build process, or to its whole process group as Ctrl-C does)."""
     d = tmp_path / "target"
@@ -192,6 +192,7 @@ def _interrupt(model: Path, tmp_path: Path, sig: int, fraction: float, full: dic
             if written >= fraction * size or b.proc.poll() is not None:
                 break
             time.sleep(0.002)
+        time.sleep(delay)
         assert b.proc.poll() is None, "the build finished before the signal: nothing was tested"
         os.killpg(b.proc.pid, sig) if group else os.kill(b.proc.pid, sig)
         try:
@@ -268,18 +269,23 @@ def test_sigint_mid_write_cleans_up(kill_model_dir, full_build, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="BUG (intermittent, so not strict): Ctrl-C to the process group during a "
-                                        "build with worker processes hangs forever in WeightFormatter.close() -> "
-                                        "ProcessPoolExecutor.shutdown(wait=True) in ~1 run of 13 here, and ends in "
-                                        "'internal error: BrokenProcessPool' (exit 3) in ~1 of 40")
+@pytest.mark.xfail(strict=False, reason="BUG (intermittent, so not strict): Ctrl-C to the process group just as the "
+                                        "worker processes are forked: (a) the KeyboardInterrupt lands in logging's "
+                                        "at-fork hook (_releaseLock), is printed as 'Exception ignored in ... "
+                                        "Traceback ... KeyboardInterrupt' and swallowed, and the build completes "
+                                        "(exit 0, 'wrote book.xlsx'); (b) 'sheetgpt: interrupted' is printed but the "
+                                        "process never exits: multiprocessing's exit handler joins workers that "
+                                        "ignore SIGINT and never got the shutdown sentinel. ~1-2 runs in 30 each")
 def test_ctrl_c_repeatedly(kill_model_dir, full_build, tmp_path):
-    """Ctrl-C at 30 moments: every time exit 130 within 10 s, the target kept, nothing left."""
+    """Ctrl-C 30 times in the first ~60 ms of the write, while the workers start: every time
+    exit 130 within 10 s, one line, the target kept, nothing left."""
     outcomes = []
     for k in range(30):
-        r = _interrupt(kill_model_dir, tmp_path / str(k), signal.SIGINT, (k % 10) / 10, full_build, existing=True,
-                       group=True, wait=10)
-        outcomes.append((r["code"], sorted(r["files"]), len(r["left"])))
-    bad = [o for o in outcomes if o != (130, ["book.xlsx"], 0)]
+        r = _interrupt(kill_model_dir, tmp_path / str(k), signal.SIGINT, 0.0, full_build, existing=True,
+                       group=True, wait=10, delay=0.002 * k)
+        lines = [line for line in r["stderr"].splitlines() if line.strip()]
+        outcomes.append((r["code"], sorted(r["files"]), len(r["left"]), lines[-1:] if r["code"] else lines[:1]))
+    bad = [o for o in outcomes if o != (130, ["book.xlsx"], 0, ["sheetgpt: interrupted"])]
     assert not bad, bad
 
 
@@ -295,7 +301,11 @@ def test_sigterm_mid_write_keeps_the_target(sigterm_run):
 
 
 def test_sigterm_mid_write_leaves_no_temporary_file(sigterm_run):
-    assert sigterm_run["temps"] == {}, sigterm_run["temps"]
+    """Found: SIGTERM (timeout(1), CI cancellation) was not handled and left the temporary file."""
+    r = sigterm_run
+    assert r["temps"] == {}, r["temps"]
+    assert r["code"] not in (0, None) and r["left"] == []
+    assert "Traceback" not in r["stderr"] and len(r["stderr"].strip().splitlines()) == 1, r["stderr"]
 
 
 @pytest.mark.slow

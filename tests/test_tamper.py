@@ -544,14 +544,9 @@ class Judge:
                 return Outcome("missed", True, f"{what}: step {name} changes at {cell_} but check passed")
             named = "first difference"
             if rep.first_failure != expected:
-                # check names the first cell that is not a number when the block holds one, even if
-                # an earlier cell differs (test_check_names_the_first_differing_cell): accepted here
-                non_number = next((q for q, v in enumerate(mut[name]) if v[0] not in ("num", "empty")), None)
-                alt = None if non_number is None else dict(
-                    expected, cell=cell_address(b.row + non_number // b.n_cols, b.col + non_number % b.n_cols))
-                if rep.first_failure != alt:
-                    return Outcome("misnamed", True, f"{what}: expected {expected}, check named {rep.first_failure}")
-                named = "first non-number"
+                # check once named the first cell holding a non-number even when an earlier cell
+                # differed (test_check_names_the_first_differing_cell)
+                return Outcome("misnamed", True, f"{what}: expected {expected}, check named {rep.first_failure}")
             if own_step is not None and own_step != name:
                 return Outcome("misnamed", True, f"{what}: the mutated cell is in step {own_step} but the first "
                                                  f"step that changes is {name}")

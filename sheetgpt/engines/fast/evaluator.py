@@ -32,7 +32,8 @@ def evaluate_group(sheets: dict[str, Sheet], group: Group) -> None:
     step = max(1, CHUNK_ELEMENTS // biggest)
     for start in range(0, len(group), step):
         ctx = Ctx(sheets, group, slice(start, start + step))
-        result = to_cell(ctx, evaluate(group.tree, ctx))
+        with np.errstate(all="ignore"):  # overflow and invalid results become #NUM! explicitly
+            result = to_cell(ctx, evaluate(group.tree, ctx))
         _store(sheets[group.sheet], ctx.rows, ctx.cols, result)
 
 
