@@ -11,21 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .model import GPT2Config, param_shapes
+from .xlsx import col_letter
 
 FIRST_ROW = 3  # rows 1-2: title and column labels
 FIRST_COL = 2  # column A: row labels
 META_SHEET = "_meta"
 VOCAB_SHEET = "vocab"
 GUIDE_SHEET = "Guide"
-
-
-def col_letter(col: int) -> str:
-    """1 -> A, 28 -> AB."""
-    s = ""
-    while col:
-        col, r = divmod(col - 1, 26)
-        s = chr(65 + r) + s
-    return s
 
 
 def quote_sheet(sheet: str) -> str:

@@ -50,13 +50,8 @@ class EvaluatedBook(ABC):
 
         Raises CellValueError on the first cell (row by row) holding an error or text.
         """
-        out = np.full((n_rows, n_cols), np.nan)
-        for i in range(n_rows):
-            for j in range(n_cols):
-                v = self.value(sheet, row + i, col + j)
-                if v is None:
-                    continue
-                if isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
-                    raise CellValueError(sheet, row + i, col + j, v)
-                out[i, j] = float(v)
+        out, other = self.numbers(sheet, row, col, n_rows, n_cols)
+        if other.any():
+            i, j = (int(k) for k in np.argwhere(other)[0])
+            raise CellValueError(sheet, row + i, col + j, self.value(sheet, row + i, col + j))
         return out

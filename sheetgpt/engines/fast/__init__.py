@@ -62,18 +62,7 @@ class FastBook(EvaluatedBook):
             kind = s.kind[r0:r0 + n_rows, c0:c0 + n_cols]
             if (kind == NUM).all():  # the common case: a view, no copy of big weight blocks
                 return s.num[r0:r0 + n_rows, c0:c0 + n_cols]
-        out = np.full((n_rows, n_cols), np.nan)
-        kind = np.zeros((n_rows, n_cols), np.uint8)
-        r1, c1 = min(row - 1 + n_rows, s.num.shape[0]), min(col - 1 + n_cols, s.num.shape[1])
-        if r1 > row - 1 and c1 > col - 1:
-            out[: r1 - row + 1, : c1 - col + 1] = s.num[row - 1:r1, col - 1:c1]
-            kind[: r1 - row + 1, : c1 - col + 1] = s.kind[row - 1:r1, col - 1:c1]
-        bad = (kind != NUM) & (kind != EMPTY)
-        if bad.any():
-            i, j = np.argwhere(bad)[0]
-            raise CellValueError(sheet, row + int(i), col + int(j), self.value(sheet, row + int(i), col + int(j)))
-        out[kind == EMPTY] = np.nan
-        return out
+        return super().block(sheet, row, col, n_rows, n_cols)
 
 
 def evaluate_fast(path: str | Path, progress: bool | None = None) -> FastBook:
