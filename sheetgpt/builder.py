@@ -79,6 +79,7 @@ class _Book:
         self.cfg, self.T = layout.cfg, layout.T
         self.B = layout.blocks
         self.n_cells = self.n_formulas = 0
+        self._si: dict[str, int] = {}  # last shared-formula index used, per sheet
 
     def count_cells(self) -> int:
         return sum(b.n_rows * b.n_cols for b in self.B.values())
@@ -264,7 +265,6 @@ class _Book:
             self.n_formulas += int(mask.sum())
 
     def _next_si(self, sheet: str) -> int:
-        self._si = getattr(self, "_si", {})
         self._si[sheet] = self._si.get(sheet, -1) + 1
         return self._si[sheet]
 

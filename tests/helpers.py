@@ -555,3 +555,18 @@ def run_cli_bounded(*args: str, cwd: Path, timeout: float = 30, memory: int = ME
         out, err = proc.communicate()
         raise subprocess.TimeoutExpired(proc.args, timeout, out, err) from None
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def session_processes(sid: int) -> list[int]:
+    """Processes (still alive, not zombies) in session `sid`, read from /proc."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            out.append(int(entry))
+    return out

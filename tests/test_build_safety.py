@@ -38,18 +38,8 @@ def _files(d: Path) -> dict[str, int]:
 
 
 def _session(sid: int) -> list[int]:
-    """Processes (still alive, not zombies) in session `sid`."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            out.append(int(entry))
-    return out
+    from helpers import session_processes
+    return session_processes(sid)
 
 
 def _reap(sid: int) -> list[int]:

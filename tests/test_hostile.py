@@ -527,16 +527,8 @@ def test_one_far_cell_within_the_cap(small_book, tmp_path, command):
 # --- a reader killed while its worker processes read --------------------------------------------------
 
 def _session(sid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":
-                out.append(int(entry))
-    return out
+    from helpers import session_processes
+    return session_processes(sid)
 
 
 def test_killed_reader_leaves_no_worker_processes(tmp_path):

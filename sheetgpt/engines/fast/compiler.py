@@ -56,12 +56,11 @@ def shorten(formula: str, limit: int = 120) -> str:
     return formula if len(formula) <= limit else formula[:limit - 3] + "..."
 
 
-def _templatize(tree, own_sheet: str, wb: Workbook, functions,
+def _templatize(tree, own_sheet: str, sheets: dict[str, str], functions,
                 names: dict[str, str]) -> tuple[object, list[tuple[str, Ref]]]:
-    """Replace references by Slots; resolve defined names (keys upper-case); check every
-    function is known."""
+    """Replace references by Slots; resolve defined names and sheet names (both keyed
+    upper-case: Excel ignores their case); check every function is known."""
     refs: list[tuple[str, Ref]] = []
-    sheets = _sheet_lookup(wb)
 
     def walk(node):
         if isinstance(node, Ref):
@@ -91,15 +90,6 @@ def _templatize(tree, own_sheet: str, wb: Workbook, functions,
     return walk(tree), refs
 
 
-def _sheet_lookup(wb: Workbook) -> dict[str, str]:
-    """Sheet names as Excel matches them: ignoring case."""
-    cache = getattr(wb, "_sheet_lookup", None)
-    if cache is None:
-        cache = {name.upper(): name for name in wb.sheets}
-        wb._sheet_lookup = cache
-    return cache
-
-
 @dataclass
 class _Acc:
     rows: list[int] = field(default_factory=list)
@@ -114,11 +104,12 @@ def compile_groups(wb: Workbook, functions) -> list[Group]:
     allow_deep_formulas()
     groups: list[Group] = []
     names = {k.upper(): v for k, v in wb.names.items()}
+    sheets = {name.upper(): name for name in wb.sheets}
     for sheet in wb.sheets.values():
         for si, shared in sheet.shared.items():
             where = f"{sheet.name}!{cell_name(shared.row + 1, shared.col + 1)}"
             try:
-                tree, refs = _templatize(parse(shared.text), sheet.name, wb, functions, names)
+                tree, refs = _templatize(parse(shared.text), sheet.name, sheets, functions, names)
             except FormulaError as e:
                 raise CompileError(f"cell {where}: {e} (formula ={shorten(shared.text)})") from None
             rows, cols = np.asarray(shared.rows, np.int64), np.asarray(shared.cols, np.int64)
@@ -130,7 +121,7 @@ def compile_groups(wb: Workbook, functions) -> list[Group]:
         for row, col, text, array in cells:
             if text not in cache:
                 try:
-                    cache[text] = _templatize(parse(text), sheet.name, wb, functions, names)
+                    cache[text] = _templatize(parse(text), sheet.name, sheets, functions, names)
                 except FormulaError as e:
                     raise CompileError(f"cell {sheet.name}!{cell_name(row + 1, col + 1)}: {e} "
                                        f"(formula ={shorten(text)})") from None

@@ -263,9 +263,9 @@ class _SheetBuilder:
     def _simple_rows(self, rows: list[tuple[int, int, bytes]]) -> None:
         values = np.fromstring(b" ".join(v for _, _, v in rows), dtype=np.float64, sep=" ")
         counts = [v.count(b" ") + 1 for _, _, v in rows]
-        if values.size != sum(counts):  # something odd (spaces, a non-number): per cell
-            for r, _, _ in rows:
-                raise FileError(f"sheet {self.name!r}: row {r + 1} holds a value that is not a number")
+        if values.size != sum(counts):  # a value np.fromstring could not read as a number
+            raise FileError(f"sheet {self.name!r}: a row from {rows[0][0] + 1} to {rows[-1][0] + 1} holds a "
+                            "value that is not a plain number")
         offset = 0
         for (r, c0, _), n in zip(rows, counts):
             self.runs.append((r, c0, values[offset:offset + n]))
