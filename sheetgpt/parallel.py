@@ -6,31 +6,19 @@ ahead of the writer.
 """
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
-import signal
 from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Iterator
 
 import numpy as np
 
+from .workers import worker_init
 from .xlsx import float32_rows
 
 CHUNK_CELLS = 1 << 18  # ~6 MB of XML per task
 _ARRAYS: dict[str, np.ndarray] = {}  # set in the parent before forking
-
-
-def worker_init() -> None:
-    """In a forked worker: die with the parent (even on SIGKILL) and leave Ctrl-C to it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux/glibc: workers still end with the pool
-        pass
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os._exit(1)
 
 
 def _format(name: str, r0: int, r1: int, first_row: int, label_style: int) -> bytes:

@@ -20,6 +20,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .a1 import col_letter
+
 NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 NS_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 NS_PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
@@ -110,14 +112,6 @@ def _shared_template(col: int, n: int, si: int, style: int) -> bytes:
     s = f' s="{style}"' if style else ""
     return b"".join(f'<c r="{col_letter(c)}%d"{s}><f t="shared" si="{si}"/></c>'.encode()
                     for c in range(col, col + n))
-
-
-def col_letter(col: int) -> str:
-    s = ""
-    while col:
-        col, r = divmod(col - 1, 26)
-        s = chr(65 + r) + s
-    return s
 
 
 Run = tuple[int, int, bytes]  # first column (1-based), number of cells, their XML

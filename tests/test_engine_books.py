@@ -2,7 +2,6 @@
 cell of a small book, `check` on the bundled tiny model's book, and a LibreOffice round trip."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -110,7 +109,7 @@ def compare_books(got, expected, cells: dict[str, list[tuple[int, int]]],
 
 
 def test_the_book_has_formulas_everywhere(engine_book_formulas, fast_values):
-    sheets = list(fast_values.wb.sheets)
+    sheets = fast_values.sheet_names()
     assert any(s.startswith("h1 ") for s in sheets)  # both layers are there
     n = sum(len(v) for v in engine_book_formulas.values())
     assert n > 1000, n
@@ -126,6 +125,33 @@ def test_fast_engine_agrees_with_formulas_on_every_formula_cell(engine_book_form
     assert len(errors) >= 20 and n_text >= 5  # token texts, the predicted tokens
     bad = {s: e for s, e in errors.items() if not e <= REL_TOL}
     assert not bad, f"sheets where the engines differ by more than {REL_TOL:g} relative: {bad}"
+
+
+def test_every_engine_gives_the_files_formulas(engine_book, engine_book_formulas, fast_values, formulas_values):
+    """sheet_names, defined_names, formulas and formula_cells as openpyxl reads the file,
+    whichever engine computed the values."""
+    wb = openpyxl.load_workbook(engine_book)
+    try:
+        names = {name: dn.attr_text for name, dn in wb.defined_names.items()}
+        texts = {ws.title: {(c.row, c.column): c.value for row in ws.iter_rows() for c in row if c.data_type == "f"}
+                 for ws in wb.worksheets}
+        sheet_names = wb.sheetnames
+    finally:
+        wb.close()
+    for values in (fast_values, formulas_values):
+        assert values.sheet_names() == sheet_names and values.defined_names() == names
+        for sheet in sheet_names:
+            cells = set(engine_book_formulas.get(sheet, []))
+            assert values.formula_cells(sheet, 1 << 20, 1 << 14) == cells
+            formulas = values.formulas(sheet)
+            assert [(f.row, f.col) for f in formulas] == sorted((f.row, f.col) for f in formulas)
+            assert sum(f.n_cells for f in formulas) == len(cells)
+            assert all(texts[sheet][f.row, f.col] == "=" + f.text for f in formulas), sheet
+            assert values.shape(sheet) == fast_values.shape(sheet)
+    shared = next(f for f in fast_values.formulas("h0 qkv") if f.shared)
+    corner = {(r, c) for r, c in fast_values.formula_cells("h0 qkv", shared.row, shared.col + 1)}
+    assert corner >= {(shared.row, shared.col), (shared.row, shared.col + 1)}
+    assert all(r <= shared.row and c <= shared.col + 1 for r, c in corner)
 
 
 def test_tiny_book_checks_quickly(tiny_book):
@@ -177,7 +203,7 @@ def test_libreoffice_copy_evaluates_like_the_original(libreoffice_copy, engine_b
     from sheetgpt.engines.fast import evaluate_fast
 
     lo = evaluate_fast(libreoffice_copy)
-    assert list(lo.wb.sheets) == list(fast_values.wb.sheets)
+    assert lo.sheet_names() == fast_values.sheet_names()
     still_formulas = formula_cells(libreoffice_copy)
     for sheet, where in engine_book_formulas.items():
         missing = set(where) - set(still_formulas.get(sheet, []))

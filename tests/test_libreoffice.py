@@ -44,7 +44,7 @@ def test_libreoffice_recalculates_tiny_to_the_reference(tiny_report):
 def test_libreoffice_logits_match_an_independent_forward(tiny_book):
     """LibreOffice's logits against the float64 forward pass written in the tests (helpers)."""
     from helpers import gpt2_forward
-    from sheetgpt.check import load_book
+    from sheetgpt.readback import load_book
     from sheetgpt.load import load_model
 
     book = load_book(tiny_book, engine="libreoffice")
@@ -59,7 +59,8 @@ def test_libreoffice_logits_match_an_independent_forward(tiny_book):
 
 def test_broken_formula_is_named_through_libreoffice(tiny_book, tmp_path):
     """Change the GELU constant of layer 0 in its shared formula: the failure names h0_gelu."""
-    from sheetgpt.check import check_workbook, read_defined_names
+    from sheetgpt.check import check_workbook
+    from sheetgpt.readback import read_defined_names
 
     sheets, _ = read_defined_names(tiny_book)
     part = f"xl/worksheets/sheet{sheets.index('h0 gelu') + 1}.xml"
@@ -89,3 +90,60 @@ def test_missing_libreoffice_is_one_clear_line(tiny_book, tmp_path):
                        capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "apt-get install" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_lint_runs_on_the_formulas_with_libreoffice(small_book, tmp_path):
+    """A residual that reads the embedding through a two-row range: an implicit intersection
+    that Excel 2010 and LibreOffice compute as before (each cell takes its own row), but that
+    Excel 365 spills. The values still match, so only the lint can fail the book, and it must
+    with LibreOffice as the engine too (whose book once had no formulas left to lint)."""
+    from helpers import cell_address, defined_names, edit_formula, range_box, rewrite_part, sheet_parts
+    from sheetgpt.check import check_workbook
+
+    sheet, ref = defined_names(small_book)["h0_resid_1"]
+    r0, c0, _, _ = range_box(ref)
+    path = tmp_path / "intersection.xlsx"
+    rewrite_part(small_book, path, sheet_parts(small_book)[sheet],
+                 lambda xml: edit_formula(xml, cell_address(r0, c0), "'embed'!B3+", "'embed'!B3:B4+"))
+    report = check_workbook(path, engine="libreoffice")
+    assert all(step.ok for step in report.steps), [s for s in report.steps if not s.ok]
+    assert [(f.rule, f.sheet, f.cell) for f in report.lint] == [("implicit-intersection", sheet,
+                                                                 cell_address(r0, c0))]
+    assert not report.ok and report.first_failure == {"step": "lint", "sheet": sheet, "cell": cell_address(r0, c0)}
+    assert report.lint == check_workbook(path, engine="fast").lint
+
+
+def test_libreoffice_book_gives_the_files_formulas(small_book):
+    """Its values come from LibreOffice, its formulas and extents from the file: the same as
+    the fast engine's book, though LibreOffice's dumps of the formula sheets hold values only."""
+    from sheetgpt.engines import evaluate
+
+    lo, fast = evaluate(small_book, engine="libreoffice"), evaluate(small_book, engine="fast")
+    assert lo.sheet_names() == fast.sheet_names() and lo.defined_names() == fast.defined_names()
+    for sheet in fast.sheet_names():
+        n_rows, n_cols = fast.shape(sheet)
+        assert lo.shape(sheet) == (n_rows, n_cols)
+        assert lo.formulas(sheet) == fast.formulas(sheet)
+        assert lo.formula_cells(sheet, n_rows, n_cols) == fast.formula_cells(sheet, n_rows, n_cols)
+    assert sum(len(lo.formulas(sheet)) for sheet in lo.sheet_names()) > 50
+
+
+def test_a_sheet_of_array_formulas_only_is_recalculated(tmp_path):
+    """A sheet whose only formulas are (single-cell) array formulas is dumped too."""
+    import openpyxl
+    from openpyxl.worksheet.formula import ArrayFormula
+
+    from sheetgpt.engines import evaluate
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "data"
+    for r, v in enumerate((1.0, 2.0, 3.0), start=1):
+        ws.cell(r, 1, v)
+    wb.create_sheet("arrays")["B2"] = ArrayFormula("B2", "=SUM(data!A1:A3*data!A1:A3)")
+    path = tmp_path / "arrays.xlsx"
+    wb.save(path)
+    book = evaluate(path, engine="libreoffice")
+    assert book.value("arrays", 2, 2) == 14.0 == evaluate(path, engine="fast").value("arrays", 2, 2)
+    assert [(f.row, f.col, f.text, f.n_cells, f.shared) for f in book.formulas("arrays")] == \
+        [(2, 2, "SUM(data!A1:A3*data!A1:A3)", 1, False)]

@@ -1,13 +1,14 @@
 """Formula engines: evaluate an .xlsx from its formulas alone (never cached values).
 
 An engine knows nothing of the builder or the reference: its input is a file, its output
-the value of every cell, read through `EvaluatedBook.block`.
+an `EvaluatedBook`: the value of every cell (`value`, `numbers`, `block`), and the file's
+sheets, defined names and formulas, read the same way whichever engine computed.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .base import CellValueError, EvaluatedBook
+from .base import CellValueError, EvaluatedBook, FormulaCell
 
 ENGINES = ("fast", "formulas", "libreoffice")
 
@@ -26,4 +27,4 @@ def evaluate(path: str | Path, engine: str = "fast", progress: bool | None = Non
     raise ValueError(f"unknown engine {engine!r}: choose from {', '.join(ENGINES)}")
 
 
-__all__ = ["CellValueError", "EvaluatedBook", "ENGINES", "evaluate"]
+__all__ = ["CellValueError", "EvaluatedBook", "ENGINES", "FormulaCell", "evaluate"]

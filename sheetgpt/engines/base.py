@@ -1,17 +1,12 @@
-"""What every engine returns: cell values by sheet and position."""
+"""What every engine returns: cell values by sheet and position, and the file's formulas."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import numpy as np
 
-
-def cell_name(row: int, col: int) -> str:
-    letters = ""
-    while col:
-        col, r = divmod(col - 1, 26)
-        letters = chr(65 + r) + letters
-    return f"{letters}{row}"
+from ..a1 import cell_name
 
 
 class CellValueError(Exception):
@@ -22,12 +17,46 @@ class CellValueError(Exception):
         super().__init__(f"cell {sheet}!{self.cell} holds {value!r}, not a number")
 
 
+@dataclass(frozen=True)
+class FormulaCell:
+    """One formula as the file stores it: a plain or array formula in one cell, or a
+    shared formula's whole group, given by its master cell."""
+
+    row: int  # 1-based
+    col: int
+    text: str  # without the leading '=', exactly as stored (a shared group: the master's text)
+    n_cells: int  # cells computed by it: a shared group's size, else 1
+    shared: bool
+
+
 class EvaluatedBook(ABC):
-    """Values of an evaluated workbook. Rows and columns are 1-based."""
+    """An evaluated workbook: the values every engine computed, and what the file itself
+    says (sheets, defined names, formulas, extents), the same whichever engine ran.
+    Rows and columns are 1-based."""
 
     @abstractmethod
     def value(self, sheet: str, row: int, col: int) -> object:
         """One cell: float, str, bool, None (empty) or an error string such as '#DIV/0!'."""
+
+    @abstractmethod
+    def sheet_names(self) -> list[str]:
+        """Every sheet, in workbook order."""
+
+    @abstractmethod
+    def defined_names(self) -> dict[str, str]:
+        """Workbook-level defined names -> their reference text as stored (no leading '=')."""
+
+    @abstractmethod
+    def formulas(self, sheet: str) -> list[FormulaCell]:
+        """One entry per plain or array formula and per shared group, ordered by (row, col)."""
+
+    @abstractmethod
+    def formula_cells(self, sheet: str, max_row: int, max_col: int) -> set[tuple[int, int]]:
+        """(row, col) of every cell up to (max_row, max_col) that holds a formula, shared or not."""
+
+    @abstractmethod
+    def shape(self, sheet: str) -> tuple[int, int]:
+        """The used extent of the sheet in the file: (n_rows, n_cols)."""
 
     def numbers(self, sheet: str, row: int, col: int, n_rows: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
         """A rectangle as float64 (NaN where empty or not a number) and a mask of the cells

@@ -10,40 +10,36 @@ import io
 import re
 from pathlib import Path
 
+from ..a1 import col_number
 from ..errors import UserError
-from .base import EvaluatedBook
+from .fast import FUNCTIONS, FileBook, FileStructure, FormulaError, compile_groups, read_workbook
 
 _CELL_KEY = re.compile(r"^'\[[^\]]*\](.*)'!([A-Z]+)([0-9]+)$")
 
 
-def _col_number(letters: str) -> int:
-    n = 0
-    for ch in letters:
-        n = n * 26 + ord(ch) - 64
-    return n
-
-
-class FormulasBook(EvaluatedBook):
-    def __init__(self, values: dict[tuple[str, int, int], object]):
+class FormulasBook(FileBook):
+    def __init__(self, values: dict[tuple[str, int, int], object], structure: FileStructure):
+        super().__init__(structure)
         self._values = values
 
     def value(self, sheet: str, row: int, col: int) -> object:
         return self._values.get((sheet.upper(), row, col))
 
 
-def _check_functions(path: Path) -> None:
-    """The formulas package turns an unknown function into #NAME? silently; name it instead,
-    using the fast engine's parser (which knows which functions are supported)."""
-    from .fast import FUNCTIONS, compile_groups, read_workbook
-    from .fast.parser import FormulaError
+def _read_formulas(path: Path) -> FileStructure:
+    """The file's formulas, read by the fast engine's reader. The formulas package turns an
+    unknown function into #NAME? silently; name it instead, with the fast engine's compiler
+    (which knows which functions are supported)."""
+    wb = read_workbook(path, workers=0)
     try:
-        compile_groups(read_workbook(path, workers=0), FUNCTIONS)
+        compile_groups(wb, FUNCTIONS)
     except FormulaError as e:
         raise UserError(str(e)) from None
+    return FileStructure.of(wb)
 
 
 def evaluate_with_formulas(path: Path, progress: bool | None = None) -> FormulasBook:
-    _check_functions(path)
+    structure = _read_formulas(path)
     import formulas
     import schedula as sh
     from formulas.tokens.operand import XlError
@@ -67,5 +63,5 @@ def evaluate_with_formulas(path: Path, progress: bool | None = None) -> Formulas
             v = str(v)
         elif hasattr(v, "item"):  # numpy scalar
             v = v.item()
-        values[(m.group(1), int(m.group(3)), _col_number(m.group(2)))] = v
-    return FormulasBook(values)
+        values[(m.group(1), int(m.group(3)), col_number(m.group(2)))] = v
+    return FormulasBook(values, structure)

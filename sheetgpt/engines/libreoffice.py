@@ -3,7 +3,8 @@
 LibreOffice runs in a subprocess with a throw-away profile set to always recalculate, so
 no cached value is ever used; `lo_uno.py` (run by the system Python, which has `uno`)
 dumps every sheet that holds formulas at full precision. Sheets of constants (weights)
-are read by our own reader: they are the same in any program.
+are read by our own reader: they are the same in any program. So are the formulas: the
+book's formulas and structure are the file's, as our reader reads them.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .fast import FastBook
+from .fast import FastBook, FileStructure
 from .fast.reader import EMPTY, ERR, NUM, STR, Sheet, read_workbook
 
 INSTALL_HINT = ("install it with: apt-get install -y --no-install-recommends libreoffice-calc-nogui python3-uno "
@@ -41,8 +42,9 @@ def find_libreoffice() -> tuple[str, str]:
 def evaluate_with_libreoffice(path: Path, progress: bool | None = None,
                               timeout: float = DEFAULT_TIMEOUT) -> FastBook:
     _, python = find_libreoffice()
-    wb = read_workbook(path)  # constants, and which sheets hold formulas
-    names = [name for name, s in wb.sheets.items() if s.formulas or s.shared]
+    wb = read_workbook(path)  # the constants
+    structure = FileStructure.of(wb)  # the formulas, kept: LibreOffice's dumps hold values only
+    names = [name for name, s in structure.sheets.items() if s.single_cell or s.shared]
     with tempfile.TemporaryDirectory(prefix="sheetgpt-lo-") as tmp:
         tmp_path = Path(tmp)
         (tmp_path / "sheets.json").write_text(json.dumps(names))
@@ -64,7 +66,7 @@ def evaluate_with_libreoffice(path: Path, progress: bool | None = None,
             raise UserError(f"LibreOffice failed on {path}: {last}")
         for i, name in enumerate(names):
             wb.sheets[name] = _load_dump(name, tmp_path / str(i))
-    return FastBook(wb)
+    return FastBook(wb, structure)
 
 
 def _load_dump(name: str, base: Path) -> Sheet:

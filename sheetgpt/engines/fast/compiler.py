@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
 import numpy as np
 
-from ..base import cell_name
+from ...a1 import cell_name
 from .parser import Binary, Call, Err, FormulaError, Name, Ref, Unary, allow_deep_formulas, parse, parse_ref
 from .reader import FileError, Workbook
 
@@ -20,6 +21,15 @@ from .reader import FileError, Workbook
 @dataclass(frozen=True)
 class Slot:
     index: int
+
+
+@dataclass(frozen=True)
+class Apply:
+    """A function call bound to its implementation when the formula is compiled."""
+
+    name: str
+    implementation: Callable
+    args: tuple
 
 
 @dataclass
@@ -56,10 +66,10 @@ def shorten(formula: str, limit: int = 120) -> str:
     return formula if len(formula) <= limit else formula[:limit - 3] + "..."
 
 
-def _templatize(tree, own_sheet: str, sheets: dict[str, str], functions,
+def _templatize(tree, own_sheet: str, sheets: dict[str, str], functions: Mapping[str, Callable],
                 names: dict[str, str]) -> tuple[object, list[tuple[str, Ref]]]:
     """Replace references by Slots; resolve defined names and sheet names (both keyed
-    upper-case: Excel ignores their case); check every function is known."""
+    upper-case: Excel ignores their case); bind every call to its implementation."""
     refs: list[tuple[str, Ref]] = []
 
     def walk(node):
@@ -84,7 +94,7 @@ def _templatize(tree, own_sheet: str, sheets: dict[str, str], functions,
         if isinstance(node, Call):
             if node.name not in functions:
                 raise FormulaError(f"function {node.name} is not supported by this engine")
-            return Call(node.name, tuple(walk(a) for a in node.args))
+            return Apply(node.name, functions[node.name], tuple(walk(a) for a in node.args))
         return node
 
     return walk(tree), refs
@@ -99,8 +109,9 @@ class _Acc:
     source: str = ""
 
 
-def compile_groups(wb: Workbook, functions) -> list[Group]:
-    """All formula cells of the workbook as groups (not yet ordered)."""
+def compile_groups(wb: Workbook, functions: Mapping[str, Callable]) -> list[Group]:
+    """All formula cells of the workbook as groups (not yet ordered); `functions` are the
+    implementations by name (a call to any other is an error)."""
     allow_deep_formulas()
     groups: list[Group] = []
     names = {k.upper(): v for k, v in wb.names.items()}

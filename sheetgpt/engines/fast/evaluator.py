@@ -5,8 +5,8 @@ import operator
 
 import numpy as np
 
-from .compiler import Group, Slot
-from .parser import Binary, Bool, Call, Err, Missing, Num, Str, Unary
+from .compiler import Apply, Group, Slot
+from .parser import Binary, Bool, Err, Missing, Num, Str, Unary
 from .reader import BOOL, EMPTY, ERR, NUM, STR, Sheet
 from .values import (EvalError, RangeVal, Vals, as_numbers, const, error, first_errors, gather, materialize,
                      numbers_result, text_result, to_text)
@@ -88,9 +88,8 @@ def evaluate(node, ctx: Ctx):
         if node.op == "&":
             return concat(a, b)
         return compare(node.op, a, b)
-    if isinstance(node, Call):
-        from .functions import FUNCTIONS
-        return FUNCTIONS[node.name](ctx, node.args)
+    if isinstance(node, Apply):
+        return node.implementation(ctx, node.args)
     raise EvalError(f"cannot evaluate {type(node).__name__}")
 
 

@@ -2,7 +2,8 @@
 
 A function gets the evaluation context and its argument trees, so it decides itself
 whether an argument is a reference (read lazily, rectangles deduplicated across cells),
-an array (inside SUMPRODUCT and MMULT) or one value per cell.
+an array (inside SUMPRODUCT and MMULT) or one value per cell. Each registers itself, with
+its portability facts, through the `function` decorator.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import numpy as np
 
 from .evaluator import Ctx, evaluate, operand, select
 from .parser import Missing
-from .reader import BOOL, EMPTY, ERR, NUM, STR
+from .reader import EMPTY, ERR, NUM, STR
+from .registry import ALL, function, implementations
 from .values import (EvalError, RangeVal, Vals, as_numbers, const, error, first_errors, gather, materialize,
                      numbers_result)
 
@@ -118,22 +120,27 @@ def _varp(values: np.ndarray):
     return ((values - values.mean()) ** 2).mean() if values.size else None
 
 
+@function("SUM", portable=True, range_args=ALL)
 def SUM(ctx, args):
     return _reduce(ctx, args, np.sum, 0.0)
 
 
+@function("AVERAGE", portable=True, range_args=ALL)
 def AVERAGE(ctx, args):
     return _reduce(ctx, args, _mean, None)
 
 
+@function("MAX", portable=True, range_args=ALL)
 def MAX(ctx, args):
     return _reduce(ctx, args, np.max, 0.0)
 
 
+@function("MIN", portable=True, range_args=ALL)
 def MIN(ctx, args):
     return _reduce(ctx, args, np.min, 0.0)
 
 
+@function("COUNT", portable=True, range_args=ALL)
 def COUNT(ctx, args):
     """Numbers in ranges; direct arguments that are numbers, booleans or numeric text. Errors
     and other text are not counted and do not propagate."""
@@ -155,6 +162,8 @@ def COUNT(ctx, args):
     return Vals(total)
 
 
+@function("VARP", portable=True, range_args=ALL)
+@function("VAR.P", xlfn=True, portable=True, range_args=ALL)
 def VARP(ctx, args):
     return _reduce(ctx, args, _varp, None)
 
@@ -191,10 +200,12 @@ def _kth(ctx, args, largest: bool) -> Vals:
     return numbers_result(out, errors)
 
 
+@function("LARGE", portable=True, range_args=(0,))
 def LARGE(ctx, args):
     return _kth(ctx, args, True)
 
 
+@function("SMALL", portable=True, range_args=(0,))
 def SMALL(ctx, args):
     return _kth(ctx, args, False)
 
@@ -217,6 +228,7 @@ def _dot(ctx: Ctx, a: RangeVal, b: RangeVal) -> Vals | None:
     return numbers_result(np.einsum("nk,nk->n", Am[ia], Bm[ib]))
 
 
+@function("SUMPRODUCT", portable=True, array_args=True)
 def SUMPRODUCT(ctx, args):
     if not args:
         raise EvalError("SUMPRODUCT needs at least one argument")
@@ -241,6 +253,7 @@ def SUMPRODUCT(ctx, args):
     return numbers_result(total.reshape(ctx.n, -1).sum(axis=1), errs)
 
 
+@function("MMULT", portable=True, array_args=True)
 def MMULT(ctx, args):
     if len(args) != 2:
         raise EvalError("MMULT takes 2 arguments")
@@ -264,6 +277,7 @@ def MMULT(ctx, args):
 
 
 # -- lookup ----------------------------------------------------------------------------------
+@function("INDEX", portable=True, range_args=(0,))
 def INDEX(ctx, args):
     if not 2 <= len(args) <= 3:
         raise EvalError("INDEX takes 2 or 3 arguments")
@@ -308,6 +322,7 @@ def INDEX(ctx, args):
     return select(np.equal(errs, None), v, Vals(np.full(ctx.n, np.nan), np.full(ctx.n, ERR, np.uint8), errs))
 
 
+@function("MATCH", portable=True, range_args=(1,))
 def MATCH(ctx, args):
     if not 2 <= len(args) <= 3:
         raise EvalError("MATCH takes 2 or 3 arguments")
@@ -383,12 +398,21 @@ def _unary(fn, domain=None):
     return apply
 
 
+SQRT = function("SQRT", portable=True)(_unary(np.sqrt, lambda x: x >= 0))
+EXP = function("EXP", portable=True)(_unary(np.exp))
+LN = function("LN", portable=True)(_unary(np.log, lambda x: x > 0))
+ABS = function("ABS", portable=True)(_unary(np.abs))
+TANH = function("TANH", portable=True)(_unary(np.tanh))
+
+
+@function("PI", portable=True)
 def PI(ctx, args):
     if args:
         raise EvalError("PI takes no arguments")
     return const(math.pi, ctx.n)
 
 
+@function("IF", portable=True)
 def IF(ctx, args):
     if not 2 <= len(args) <= 3:
         raise EvalError("IF takes 2 or 3 arguments")
@@ -404,12 +428,4 @@ def IF(ctx, args):
     return select(np.equal(errs, None), v, Vals(np.full(ctx.n, np.nan), np.full(ctx.n, ERR, np.uint8), errs))
 
 
-FUNCTIONS = {
-    "SUM": SUM, "AVERAGE": AVERAGE, "MAX": MAX, "MIN": MIN, "COUNT": COUNT,
-    "VARP": VARP, "_XLFN.VAR.P": VARP,
-    "SUMPRODUCT": SUMPRODUCT, "MMULT": MMULT,
-    "INDEX": INDEX, "MATCH": MATCH, "LARGE": LARGE, "SMALL": SMALL,
-    "SQRT": _unary(np.sqrt, lambda x: x >= 0), "EXP": _unary(np.exp),
-    "LN": _unary(np.log, lambda x: x > 0), "ABS": _unary(np.abs), "TANH": _unary(np.tanh),
-    "PI": PI, "IF": IF,
-}
+FUNCTIONS = implementations()  # every function above, by name, for the compiler

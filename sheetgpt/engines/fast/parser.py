@@ -5,11 +5,12 @@ Precedence follows Excel: comparison < & < + - < * / < ^ < prefix - + < postfix 
 """
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass
 
 from openpyxl.formula.tokenizer import Token, Tokenizer, TokenizerError
+
+from ...a1 import AddressError, parse_range
 
 
 # A long chain such as =A1+A2+...+A2000 (legal: Excel limits length, not chain length) is a
@@ -95,41 +96,19 @@ class Call:
 
 BINARY_PRECEDENCE = {"=": 1, "<>": 1, "<": 1, ">": 1, "<=": 1, ">=": 1, "&": 2, "+": 3, "-": 3,
                      "*": 4, "/": 4, "^": 5}
-_CELL = r"(\$?)([A-Za-z]{1,3})(\$?)([0-9]+)"
-_REF = re.compile(rf"^(?:(?:'((?:[^']|'')+)'|([^'!:]+))!)?{_CELL}(?::{_CELL})?$")
-_WHOLE = re.compile(r"^(?:(?:'(?:[^']|'')+'|[^'!:]+)!)?\$?([A-Za-z]{1,3}|[0-9]+):\$?([A-Za-z]{1,3}|[0-9]+)$")
-MAX_ROWS, MAX_COLS = 1_048_576, 16_384
 MAX_FORMULA_CHARS = 8192  # Excel's limit; it also bounds how deep a formula's tree can be
-
-
-def _col(letters: str) -> int:
-    n = 0
-    for ch in letters.upper():
-        n = n * 26 + ord(ch) - 64
-    return n - 1
 
 
 def parse_ref(text: str) -> Ref | None:
     """'Sheet'!$A$1:B2 -> Ref (0-based, corners ordered); None when it is not a cell reference."""
-    m = _REF.match(text)
-    if not m:
-        if _WHOLE.match(text):
-            raise FormulaError(f"whole-row or whole-column reference {text} is not supported")
+    try:
+        rng = parse_range(text)
+    except AddressError as e:
+        raise FormulaError(str(e)) from None
+    if rng is None:
         return None
-    sheet = m.group(1).replace("''", "'") if m.group(1) is not None else m.group(2)
-    if sheet is not None and "[" in sheet:
-        raise FormulaError(f"reference {text} points into another workbook, which is not supported")
-    a = (m.group(3), _col(m.group(4)), m.group(5), int(m.group(6)) - 1)
-    b = (m.group(7), _col(m.group(8)), m.group(9), int(m.group(10)) - 1) if m.group(8) else a
-    for col, row in ((a[1], a[3]), (b[1], b[3])):
-        if not (0 <= row < MAX_ROWS and 0 <= col < MAX_COLS):
-            raise FormulaError(f"reference {text} is outside a sheet")
-    (ac0, c0, ar0, r0), (ac1, c1, ar1, r1) = a, b
-    if r0 > r1:
-        r0, r1, ar0, ar1 = r1, r0, ar1, ar0
-    if c0 > c1:
-        c0, c1, ac0, ac1 = c1, c0, ac1, ac0
-    return Ref(sheet, r0, c0, r1, c1, ar0 == "$", ac0 == "$", ar1 == "$", ac1 == "$")
+    return Ref(rng.sheet, rng.row0 - 1, rng.col0 - 1, rng.row1 - 1, rng.col1 - 1,
+               rng.abs_row0, rng.abs_col0, rng.abs_row1, rng.abs_col1)
 
 
 MAX_NESTING = 200
@@ -157,8 +136,9 @@ def parse(formula: str) -> object:
         if _paren_depth(text) > MAX_NESTING:
             raise FormulaError("formula is nested too deeply")
         raise FormulaError(f"formula has {len(text):,} characters; Excel allows {MAX_FORMULA_CHARS:,}")
-    if _REF.match(text[1:]):  # a bare reference (e.g. a transpose cell): no tokenizer needed
-        return parse_ref(text[1:])
+    ref = parse_ref(text[1:])
+    if ref is not None:  # a bare reference (e.g. a transpose cell): no tokenizer needed
+        return ref
     try:
         tokens = [t for t in Tokenizer(text).items if t.type != Token.WSPACE]
     except (TokenizerError, IndexError, ValueError) as e:

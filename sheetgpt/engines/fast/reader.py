@@ -21,18 +21,19 @@ from xml.etree import ElementTree
 
 import numpy as np
 
+from ...a1 import MAX_ROWS, col_number
 from ...errors import UserError
+from ...workers import worker_init
 
 EMPTY, NUM, STR, BOOL, ERR = 0, 1, 2, 3, 4
 ERROR_CODES = ("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A")
-MAX_ROWS, MAX_COLS = 1_048_576, 16_384  # Excel's sheet limits
 MAX_CELLS = 400_000_000  # per sheet: beyond this a dense float64 copy would not fit
 MAX_UNPACKED = 16 << 30  # bytes of XML we are willing to inflate
 READ_CHUNK = 16 << 20
-PARALLEL_BYTES = 64 << 20
-MAX_ROW_BYTES = 256 << 20
+PARALLEL_BYTES = 64 << 20  # read sheets in parallel above this much XML
+MAX_ROW_BYTES = 256 << 20  # 16,384 cells of formulas fit many times over
 BOMB_RATIO, BOMB_MIN_BYTES = 200, 64 << 20  # sheetgpt's own sheets compress 4x-30x
-VALIDATE_BYTES = 32 << 20  # sheets up to this size are also checked by a real XML parser  # 16,384 cells of formulas fit many times over  # read sheets in parallel above this much XML
+VALIDATE_BYTES = 32 << 20  # sheets up to this size are also checked by a real XML parser
 NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 NS_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 
@@ -69,13 +70,6 @@ class Sheet:
 class Workbook:
     sheets: dict[str, Sheet]  # in workbook order
     names: dict[str, str]  # workbook-level defined names -> reference text
-
-
-def col_number(letters: bytes | str) -> int:
-    n = 0
-    for ch in letters.upper() if isinstance(letters, str) else letters.decode().upper():
-        n = n * 26 + ord(ch) - 64
-    return n
 
 
 _CELL_REF = re.compile(rb"([A-Za-z]{1,3})([0-9]+)")
@@ -157,7 +151,6 @@ def _read_parallel(path: Path, z: zipfile.ZipFile, entries, sst: list[str], work
                    progress) -> dict[str, Sheet]:
     """Sheets read by forked workers, biggest first so the work stays balanced."""
     order = sorted(entries, key=lambda e: -z.getinfo(e[1]).file_size)
-    from ...parallel import worker_init
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=worker_init) as pool:
         futures = {name: pool.submit(_read_sheet_file, path, part, name, sst) for name, part in order}
         for future in as_completed(futures.values()):
