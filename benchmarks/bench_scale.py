@@ -134,7 +134,7 @@ def main() -> None:
     print(rows[-1], flush=True)
     if not args.skip_libreoffice and shutil.which("soffice"):
         sys.path.insert(0, str(ROOT))
-        from sheetgpt.check import read_defined_names
+        from sheetgpt.readback import read_defined_names
         sheets, _ = read_defined_names(book)
         with tempfile.TemporaryDirectory() as tmp:
             wall, peak, lo = libreoffice_logits(book, sheets.index("logits") + 1, Path(tmp))

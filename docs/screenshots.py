@@ -17,7 +17,7 @@ DOCS = Path(__file__).resolve().parent
 sys.path[:0] = [str(DOCS.parent), str(DOCS.parent / "tests")]  # a source checkout, installed or not
 from chromium import screenshot  # noqa: E402
 
-from sheetgpt.export import export_from_model  # noqa: E402
+from sheetgpt.jobs import export  # noqa: E402
 
 SHOTS = {"lesson-index.png": ("index.html", 900), "lesson-attention.png": ("h0-probs.html", 1180)}
 WIDTH = 1200  # browser window; the PNGs are scaled to 900 px wide to stay small
@@ -25,7 +25,7 @@ WIDTH = 1200  # browser window; the PNGs are scaled to 900 px wide to stay small
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        export_from_model("tiny", "Mike is quick. He moves", Path(tmp) / "lesson", progress=False)
+        export(None, "tiny", "Mike is quick. He moves", Path(tmp) / "lesson", progress=False)
         for name, (page, height) in SHOTS.items():
             raw = screenshot(Path(tmp) / "lesson" / page, Path(tmp) / name, WIDTH, height)
             img = Image.open(raw).convert("RGB")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import sys
 import traceback
@@ -14,7 +13,7 @@ import numpy as np
 
 from .errors import UserError
 
-DEFAULT_MODEL = "tiny"
+from .load import DEFAULT_MODEL
 MODEL_HELP = ("tiny (default: bundled, random weights, offline), gpt2 (GPT-2 small from the Hugging Face "
               "Hub, cached), small-random (GPT-2 small shapes, random weights), or a directory with "
               "config.json and model.safetensors (or pytorch_model.bin)")
@@ -144,40 +143,14 @@ def _progress(args) -> bool | None:
 
 # -- commands ---------------------------------------------------------------------
 def _build(args) -> int:
-    from .builder import build_workbook
-    from .load import load_model
+    from .jobs import build
 
-    if not args.prompt:
-        raise UserError("the prompt is empty: give some text, e.g. sheetgpt build \"Hello, my name is\"")
-    model = load_model(args.model)
-    out = args.output or Path("out") / f"sheetgpt-{_slug(model.name)}.xlsx"
-    if out.suffix.lower() != ".xlsx":
-        raise UserError(f"the output file must end in .xlsx, got {out}")
-    if out.is_dir():
-        raise UserError(f"{out} is a directory; give a file name ending in .xlsx")
-    _announce_size(model, args.prompt, args.quiet)
-    try:
-        result = build_workbook(model, args.prompt, out, progress=False if args.quiet else None)
-    except OSError as e:
-        raise UserError(f"cannot write {out}: {e.strerror or e}") from None
-    size = out.stat().st_size
-    note = " (random weights: the prediction shows the mechanics, not language)" if model.random else ""
-    print(f"wrote {out}: {len(result.ids)} tokens, {result.n_cells:,} cells of which "
-          f"{result.n_formulas:,} formulas, {size / 1e6:.1f} MB{note}")
+    built = build(args.model, args.prompt, args.output, progress=False if args.quiet else None)
+    result = built.result
+    note = " (random weights: the prediction shows the mechanics, not language)" if built.model.random else ""
+    print(f"wrote {result.path}: {len(result.ids)} tokens, {result.n_cells:,} cells of which "
+          f"{result.n_formulas:,} formulas, {built.size / 1e6:.1f} MB{note}")
     return 0
-
-
-def _announce_size(model, prompt: str, quiet: bool) -> None:
-    """For big models, say up front how big the workbook will be (weights: ~6 bytes a cell)."""
-    from .layout import Layout
-    cfg = model.weights.config
-    n_tokens = len(model.tokenizer.encode(prompt))
-    if quiet or not 1 <= n_tokens <= cfg.n_ctx:
-        return  # the builder reports a bad prompt
-    cells = sum(b.n_rows * b.n_cols for b in Layout(cfg, n_tokens).blocks.values())
-    if cells > 10_000_000:
-        print(f"building {cells:,} cells for {n_tokens} tokens: expect a file of about "
-              f"{cells * 6 / 1e6:,.0f} MB and a minute or so", file=sys.stderr)
 
 
 def _check(args) -> int:
@@ -216,30 +189,19 @@ def _check(args) -> int:
 
 
 def _eval(args) -> int:
-    from .check import load_book
+    from .jobs import evaluate_top
 
-    if args.top < 1:
-        raise UserError("--top must be at least 1")
-    book = load_book(args.book, args.engine, _progress(args))
-    blk = book.layout.blocks["logits"]
-    from .check import _numbers
-    logits = _numbers(book.values, blk, "logit")[:, 0]
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
-    order = np.argsort(-logits, kind="stable")[: args.top]
-    vocab = book.layout.blocks["vocab_text"]
-    top = [{"id": int(i), "token": str(book.values.value(vocab.sheet, vocab.row + int(i), vocab.col) or ""),
-            "prob": float(probs[i]), "logit": float(logits[i])} for i in order]
+    top, logits = evaluate_top(args.book, args.top, args.engine, _progress(args))
     if args.logits:
         try:
             np.save(args.logits, logits)
         except OSError as e:
             raise UserError(f"cannot write {args.logits}: {e.strerror or e}") from None
     if args.json:
-        print(json.dumps({"top": top}))
+        print(json.dumps({"top": [vars(t) for t in top]}))
         return 0
     for rank, t in enumerate(top, 1):
-        print(f"{rank:>3}. {t['token']!r:<20} id {t['id']:>6}  p={t['prob']:.4g}  logit={t['logit']:.6g}")
+        print(f"{rank:>3}. {t.token!r:<20} id {t.id:>6}  p={t.prob:.4g}  logit={t.logit:.6g}")
     return 0
 
 
@@ -257,19 +219,9 @@ def _lint(args) -> int:
 
 
 def _export(args) -> int:
-    from .export import export_from_model, export_lesson
+    from .jobs import export
 
-    progress = False if args.quiet else None
-    if args.model or args.prompt:
-        if args.book is not None:
-            raise UserError("give either a workbook or --model with --prompt, not both")
-        if not args.prompt:
-            raise UserError("--model needs --prompt TEXT to build the workbook first")
-        index = export_from_model(args.model or DEFAULT_MODEL, args.prompt, args.output, progress=progress)
-    elif args.book is None:
-        raise UserError("give a workbook to export, or --model M --prompt TEXT")
-    else:
-        index = export_lesson(args.book, args.output, progress=progress)
+    index = export(args.book, args.model, args.prompt, args.output, progress=False if args.quiet else None)
     print(f"wrote the lesson: {index}")
     return 0
 
@@ -292,10 +244,6 @@ def _tokenize(args) -> int:
         for i, t in zip(ids, tokens):
             print(f"{i:>6}  {t!r}")
     return 0
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(name).name or name).strip("-") or "model"
 
 
 def _finite(obj):

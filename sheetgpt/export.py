@@ -11,20 +11,23 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from markupsafe import Markup
+
 from . import __version__, figures
-from .check import BookContents, load_book
 from .errors import UserError
-from .lesson import (Figure, Page, PageReader, block_values, fmt, page_filename, read_meta, stacked_heads,
-                     token_text, visible)
+from .lesson import Figure, Page, PageReader, fmt, page_filename, stacked_heads, visible
 from .progress import Progress
+from .readback import BookContents, load_book
+from .steps.prediction import top_k
 
 GENERATOR = "sheetgpt lesson"  # in every page's <meta name="generator">: marks a directory as ours
 IMG_DIR = "img"
-TOP_K = 10  # bars in the prediction chart
+BARS = 10  # bars in the prediction chart
 
 
 def templates_dir() -> Path:
@@ -37,23 +40,23 @@ def templates_dir() -> Path:
     raise UserError("this sheetgpt installation has no lesson templates (templates/step.html)")
 
 
-def export_lesson(book: str | Path, out_dir: str | Path, progress: bool | None = None) -> Path:
+def export_lesson(book: str | Path, out_dir: str | Path, progress: bool | None = None,
+                  architecture: Callable | None = None) -> Path:
     """Evaluate `book` with sheetgpt's engine and write the lesson into `out_dir`; return
     the path of its index.html. Files of an earlier lesson there are overwritten."""
-    out = _check_out_dir(Path(out_dir))
+    out = check_out_dir(Path(out_dir))
     book = Path(book)
-    contents = load_book(book, progress=progress)
-    wb = getattr(contents.values, "wb", None)
-    if wb is None:  # another engine: read the formulas ourselves
-        from .engines.fast.reader import read_workbook
-        wb = read_workbook(book)
-    pages = PageReader(contents, wb).pages()
+    contents = load_book(book, progress=progress, architecture=architecture)
+    pages = PageReader(contents).pages()
     facts = _facts(contents, book, out)
     cfg = contents.layout.cfg
     env = _environment()
+    for page in pages:  # the component's words, with this book's sizes
+        c = page.component
+        page.explain = Markup(env.from_string(c.lesson).render(m=facts, layer=c.layer, c=c)) if c.lesson else ""
     with Progress(total=len(pages) + cfg.n_layer * cfg.n_head + 3, desc="writing lesson",
                   enabled=progress, unit="file") as bar:
-        _make_dir(out / IMG_DIR)
+        make_dir(out / IMG_DIR)
         _draw_figures(contents, pages, facts, out, bar)
         for page in pages:
             html = env.get_template("step.html").render(page=page, m=facts)
@@ -64,27 +67,6 @@ def export_lesson(book: str | Path, out_dir: str | Path, progress: bool | None =
         shutil.copyfile(templates_dir() / "style.css", out / "style.css")
         bar.update(1)
     return index
-
-
-def export_from_model(model_spec: str, prompt: str, out_dir: str | Path, book_path: str | Path | None = None,
-                      progress: bool | None = None) -> Path:
-    """Build the workbook for `model_spec` and `prompt` (into out_dir/book.xlsx unless
-    `book_path` is given), then export its lesson into `out_dir`; return index.html's path."""
-    from .builder import build_workbook
-    from .load import load_model
-
-    out = _check_out_dir(Path(out_dir))  # fail before a long build, not after
-    model = load_model(model_spec)
-    book = Path(book_path) if book_path is not None else out / "book.xlsx"
-    new_dir = not book.parent.exists()
-    _make_dir(book.parent)
-    try:
-        build_workbook(model, prompt, book, progress=progress)
-    except BaseException:
-        if new_dir and not any(book.parent.iterdir()):  # e.g. an empty prompt: leave nothing behind
-            book.parent.rmdir()
-        raise
-    return export_lesson(book, out, progress)
 
 
 # -- what the index and every page say about the whole run ------------------------------
@@ -99,12 +81,11 @@ class Prediction:
 
 def _facts(book: BookContents, book_path: Path, out: Path) -> dict:
     """Model size, prompt, prediction: the numbers the explanations and the index quote."""
-    cfg, L = book.layout.cfg, book.layout
-    meta = read_meta(book)
-    top_ids, top_probs, top_logits = (block_values(book, n)[:, 0] for n in ("top_ids", "top_probs", "top_logits"))
-    top = [Prediction(k + 1, int(i), visible(token_text(book, int(i))), float(p), float(lg))
+    cfg, L, meta = book.layout.cfg, book.layout, book.meta
+    top_ids, top_probs, top_logits = (book[n][:, 0] for n in ("top_ids", "top_probs", "top_logits"))
+    top = [Prediction(k + 1, int(i), visible(book.token_text(int(i))), float(p), float(lg))
            for k, (i, p, lg) in enumerate(zip(top_ids, top_probs, top_logits))]
-    tokens = [(t, i, visible(token_text(book, i))) for t, i in enumerate(book.ids)]
+    tokens = [(t, i, visible(book.token_text(i))) for t, i in enumerate(book.ids)]
     try:
         book_href = book_path.resolve().relative_to(out.resolve()).as_posix()
     except ValueError:  # the book lives elsewhere: links stay inside the lesson
@@ -133,41 +114,53 @@ def _groups(pages: list[Page]) -> list[tuple[str, str, list[Page]]]:
 
 # -- pictures -----------------------------------------------------------------------------
 def _draw_figures(book: BookContents, pages: list[Page], facts: dict, out: Path, bar: Progress) -> None:
-    cfg = book.layout.cfg
-    block = lambda name: block_values(book, name)  # noqa: E731 (a short alias, used five times)
-    labels = [text for _, _, text in facts["tokens"]]
+    """The pictures of the steps that have some (by the kind of page their component makes)."""
     by_sheet = {p.sheet: p for p in pages}
-
-    figures.embedding_pca(block("embed_tok"), block("embed"), labels, out / facts["pca_src"])
-    pca = Figure(facts["pca_src"], "PCA map of the prompt's token vectors before and after adding positions",
-                 "Each dot is one prompt token, its vector squeezed from "
-                 f"{cfg.n_embd} numbers to 2 (PCA, fitted on both panels together). Left: the row of wte "
-                 "alone; right: after adding the position's row of wpe (grey arrows show the move).")
-    for sheet in ("embed_tok", "embed"):
-        by_sheet[sheet].figures.append(pca)
-    bar.update(1)
-
-    for layer in range(cfg.n_layer):
-        heads = stacked_heads(block(f"h{layer}_probs"), cfg.n_head)
-        page = by_sheet[f"h{layer} probs"]
-        for h, probs in enumerate(heads):
-            src = f"{IMG_DIR}/h{layer}-probs-head{h}.png"
-            figures.attention_heatmap(probs, labels, f"Layer {layer}, head {h}: who looks at whom", out / src)
-            page.figures.append(Figure(src, f"Attention weights of layer {layer}, head {h}",
-                                       f"Head {h}. Row: the token looking; column: the token it looks at."))
+    for page in pages:
+        draw = FIGURES.get(page.kind)
+        for sheet, figure in draw(book, page.component, facts, out) if draw else ():
+            by_sheet[sheet].figures.append(figure)
             bar.update(1)
 
-    probs = block("next_probs")[:, 0]
-    top = np.argsort(-probs, kind="stable")[:TOP_K]
-    title = f"What comes after \u201c{facts['last_token']}\u201d? Top {len(top)} of {cfg.vocab_size} tokens"
+
+def _embedding_map(book: BookContents, step, facts: dict, out: Path) -> list[tuple[str, Figure]]:
+    """The prompt's vectors before and after adding positions, on both pages."""
+    labels = [text for _, _, text in facts["tokens"]]
+    figures.embedding_pca(book[step.embed_tok.name], book[step.out.name], labels, out / facts["pca_src"])
+    pca = Figure(facts["pca_src"], "PCA map of the prompt's token vectors before and after adding positions",
+                 "Each dot is one prompt token, its vector squeezed from "
+                 f"{book.layout.cfg.n_embd} numbers to 2 (PCA, fitted on both panels together). Left: the row of "
+                 "wte alone; right: after adding the position's row of wpe (grey arrows show the move).")
+    return [(step.embed_tok.sheet, pca), (step.sheet.name, pca)]
+
+
+def _attention_maps(book: BookContents, step, facts: dict, out: Path) -> list[tuple[str, Figure]]:
+    """One heatmap per head: who looks at whom."""
+    labels = [text for _, _, text in facts["tokens"]]
+    found = []
+    for h, probs in enumerate(stacked_heads(book[step.out.name], step.out.heads)):
+        src = f"{IMG_DIR}/h{step.layer}-probs-head{h}.png"
+        figures.attention_heatmap(probs, labels, f"Layer {step.layer}, head {h}: who looks at whom", out / src)
+        found.append((step.sheet.name, Figure(src, f"Attention weights of layer {step.layer}, head {h}",
+                                              f"Head {h}. Row: the token looking; column: the token it looks at.")))
+    return found
+
+
+def _prediction_bars(book: BookContents, step, facts: dict, out: Path) -> list[tuple[str, Figure]]:
+    probs = book[step.probs.name][:, 0]
+    top = top_k(probs, BARS)
+    title = f"What comes after \u201c{facts['last_token']}\u201d? Top {len(top)} of {len(probs)} tokens"
     if facts["random"]:
         title += "\n(random weights: the mechanics are real, the guesses are not)"
-    figures.prediction_bars([visible(token_text(book, int(i))) for i in top], [float(probs[i]) for i in top],
+    figures.prediction_bars([visible(book.token_text(int(i))) for i in top], [float(probs[i]) for i in top],
                             title, out / facts["top_src"])
-    by_sheet["prediction"].figures.append(
-        Figure(facts["top_src"], "Bar chart of the most likely next tokens",
-               f"The {len(top)} largest values of the probability column on sheet logits."))
-    bar.update(1)
+    return [(step.sheet.name, Figure(facts["top_src"], "Bar chart of the most likely next tokens",
+                                     f"The {len(top)} largest values of the probability column on sheet "
+                                     f"{step.probs.sheet}."))]
+
+
+# the pictures a kind of page gets (Component.kind)
+FIGURES = {"embed": _embedding_map, "probs": _attention_maps, "prediction": _prediction_bars}
 
 
 # -- files ----------------------------------------------------------------------------------
@@ -181,7 +174,7 @@ def _environment() -> Environment:
     return env
 
 
-def _check_out_dir(out: Path) -> Path:
+def check_out_dir(out: Path) -> Path:
     """Refuse a file, or a directory whose index.html some other tool wrote (we would
     overwrite it). Creates nothing: a failed export leaves no empty directory behind."""
     if out.exists() and not out.is_dir():
@@ -194,7 +187,7 @@ def _check_out_dir(out: Path) -> Path:
     return out
 
 
-def _make_dir(path: Path) -> None:
+def make_dir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -1,188 +1,167 @@
-"""Where every step of the forward pass lives in the workbook: defined once, used by the
-builder (to write it) and the checker (to find it).
+"""Where every cell of the workbook lives: the sheets and blocks that the components
+declare, in workbook order. The builder writes them, the checker finds them, the lesson
+reads them; nothing else decides an address.
 
 Every sheet has a title in row 1, column labels in row 2 and row labels in column A, so
-data starts at row 3. A block is a rectangle of cells holding one step (or one weight
-tensor, or the token ids); its name is a workbook-level defined name and, for steps,
-the key of the same tensor in `reference.forward`.
+data starts at B3. A block is a rectangle of cells: a step (one tensor of the forward
+pass), an input (token ids, weights, vocabulary) or, without a name, a label beside one.
+Named blocks are workbook-level defined names; steps are what `check` compares.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from .model import GPT2Config, param_shapes
-from .xlsx import col_letter
+from .a1 import box, cell_name, quote_sheet
+from .model import GPT2Config
+
+if TYPE_CHECKING:
+    from .steps.base import Component
 
 FIRST_ROW = 3  # rows 1-2: title and column labels
 FIRST_COL = 2  # column A: row labels
-META_SHEET = "_meta"
-VOCAB_SHEET = "vocab"
-GUIDE_SHEET = "Guide"
-
-
-def quote_sheet(sheet: str) -> str:
-    return "'" + sheet.replace("'", "''") + "'"
+# Sheets are ordered by group, then by declaration: the forward pass reads the vocabulary and
+# the weights, so they are declared first but shown after it.
+GROUPS = {"guide": 0, "input": 1, "embedding": 1, "attention": 1, "mlp": 1, "output": 1,
+          "vocab": 2, "weights": 3, "meta": 4}
+FORWARD_STAGES = ("input", "embedding", "attention", "mlp", "output")
 
 
 @dataclass(frozen=True)
 class Block:
-    name: str
+    name: str  # workbook-level defined name; "" for a label block (not named)
     sheet: str
     row: int  # 1-based first row
     col: int  # 1-based first column
     n_rows: int
     n_cols: int
+    heads: int = 1  # attention heads stacked along the rows ([heads * T, n])
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.n_rows, self.n_cols
 
+    @property
+    def size(self) -> int:
+        return self.n_rows * self.n_cols
+
     def cell(self, i: int, j: int, abs_row: bool = False, abs_col: bool = False) -> str:
         """A1 address (no sheet) of element [i, j], optionally anchored."""
-        return (("$" if abs_col else "") + col_letter(self.col + j)
-                + ("$" if abs_row else "") + str(self.row + i))
-
-    def rows_ref(self, i: int, abs_row: bool = False) -> str:
-        """Row i of the block as a range with anchored columns, e.g. 'h0 ln_1'!$D3:$S3."""
-        a = self.cell(i, 0, abs_row, True)
-        b = self.cell(i, self.n_cols - 1, abs_row, True)
-        return f"{quote_sheet(self.sheet)}!{a}:{b}"
-
-    def col_ref(self, j: int, abs_col: bool = False) -> str:
-        """Column j of the block as a range with anchored rows, e.g. 'wte'!B$3:B$50259."""
-        a = self.cell(0, j, True, abs_col)
-        b = self.cell(self.n_rows - 1, j, True, abs_col)
-        return f"{quote_sheet(self.sheet)}!{a}:{b}"
+        return cell_name(self.row + i, self.col + j, abs_row, abs_col)
 
     def span(self, i0: int, j0: int, i1: int, j1: int, abs_row: bool, abs_col: bool) -> str:
         """Elements [i0..i1, j0..j1] as a range with its sheet."""
         a, b = self.cell(i0, j0, abs_row, abs_col), self.cell(i1, j1, abs_row, abs_col)
         return f"{quote_sheet(self.sheet)}!{a}" + (f":{b}" if a != b else "")
 
+    def rows_ref(self, i: int, abs_row: bool = False) -> str:
+        """Row i of the block as a range with anchored columns, e.g. 'h0 ln_1'!$D3:$S3."""
+        return self.span(i, 0, i, self.n_cols - 1, abs_row, True)
+
+    def col_ref(self, j: int, abs_col: bool = False) -> str:
+        """Column j of the block as a range with anchored rows, e.g. 'wte'!B$3:B$50259."""
+        return self.span(0, j, self.n_rows - 1, j, True, abs_col)
+
     def ref(self) -> str:
         """The whole block, absolute, with its sheet: the defined name's target."""
-        a = self.cell(0, 0, True, True)
-        b = self.cell(self.n_rows - 1, self.n_cols - 1, True, True)
-        return f"{quote_sheet(self.sheet)}!{a}" + (f":{b}" if a != b else "")
+        return self.span(0, 0, self.n_rows - 1, self.n_cols - 1, True, True)
 
     def at(self, i: int, j: int) -> str:
         """Relative address of element [i, j] with its sheet, for a cell on another sheet."""
         return f"{quote_sheet(self.sheet)}!{self.cell(i, j)}"
 
+    def box(self) -> str:
+        """The block without its sheet, relative: B3:Q12."""
+        return box(self.row, self.col, self.n_rows, self.n_cols)
+
+    def part(self, row0: int = 0, n_rows: int | None = None, col0: int = 0, n_cols: int | None = None,
+             row: int | None = None, col: int | None = None) -> Block:
+        """An unnamed sub-rectangle (rows row0.., cols col0..), or one beside the block at
+        an absolute `row` / `col` with the block's rows / columns."""
+        n_rows = self.n_rows - row0 if n_rows is None else n_rows
+        n_cols = self.n_cols - col0 if n_cols is None else n_cols
+        return Block("", self.sheet, self.row + row0 if row is None else row,
+                     self.col + col0 if col is None else col, n_rows, n_cols)
+
+    def contains(self, row: int, col: int) -> bool:
+        return self.row <= row < self.row + self.n_rows and self.col <= col < self.col + self.n_cols
+
 
 @dataclass
 class Sheet:
     name: str
-    title: str  # what it computes, in plain words, with its shape
-    stage: str  # guide, input, embedding, attention, mlp, output, weights, vocab, meta
-    blocks: list[Block] = field(default_factory=list)
-
-
-def weight_block_name(param: str) -> str:
-    """Defined name of a parameter: dots are not portable in names, so h.0.ln_1.weight -> h0_ln_1_weight."""
-    return param.replace("h.", "h", 1).replace(".", "_") if param.startswith("h.") else param.replace(".", "_")
+    title: str  # row 1: what it computes, in plain words, with its shape
+    stage: str  # guide, input, embedding, attention, mlp, output, vocab, weights, meta
+    owner: "Component | None" = None  # the component whose page this sheet is
+    blocks: list[Block] = field(default_factory=list)  # named blocks, in declaration order
 
 
 class Layout:
-    """The sheets and blocks of a workbook for one model configuration and prompt length."""
+    """The sheets and blocks of one workbook: a model configuration, a number of token
+    positions and an architecture (a function that declares its components in order)."""
 
-    def __init__(self, cfg: GPT2Config, n_tokens: int):
+    def __init__(self, cfg: GPT2Config, n_tokens: int, architecture: Callable[["Layout"], Sequence["Component"]]
+                 | None = None):
         if not 1 <= n_tokens <= cfg.n_ctx:
             raise ValueError(f"need 1 to {cfg.n_ctx} tokens, got {n_tokens}")
         self.cfg, self.T = cfg, n_tokens
-        self.sheets: list[Sheet] = []
-        self.blocks: dict[str, Block] = {}
-        self.steps: list[str] = []  # checked blocks, in forward order (reference keys)
-        self._plan()
+        self._sheets: list[Sheet] = []
+        self._blocks: list[Block] = []
+        self._steps: set[str] = set()
+        self._weights: dict[str, Block] = {}
+        self._owners: dict[str, Component | None] = {}
+        self.position_text: Block | None = None  # the token text of each position (labels rows)
+        if architecture is None:
+            from .gpt2 import gpt2 as architecture
+        self.components: list[Component] = list(architecture(self))
+        order = {s.name: (GROUPS[s.stage], k) for k, s in enumerate(self._sheets)}
+        self.sheets = sorted(self._sheets, key=lambda s: order[s.name])
+        self._by_name = {s.name: s for s in self.sheets}
+        self.blocks = {b.name: b for b in sorted(self._blocks, key=lambda b: order[b.sheet][0])}
+        self.steps = [name for name in self.blocks if name in self._steps]  # checked, in forward order
 
-    # -- construction -------------------------------------------------------
-    def _sheet(self, name: str, title: str, stage: str) -> Sheet:
-        sheet = Sheet(name, title, stage)
-        self.sheets.append(sheet)
+    # -- declaration (components call these while the architecture runs) -------------
+    def add_sheet(self, name: str, title: str, stage: str, owner: "Component | None" = None) -> Sheet:
+        if any(s.name == name for s in self._sheets):
+            raise ValueError(f"two sheets named {name!r}")
+        sheet = Sheet(name, title, stage, owner)
+        self._sheets.append(sheet)
         return sheet
 
-    def _block(self, sheet: Sheet, name: str, n_rows: int, n_cols: int,
-               row: int = FIRST_ROW, col: int = FIRST_COL, step: bool = True) -> Block:
-        block = Block(name, sheet.name, row, col, n_rows, n_cols)
+    def add_block(self, sheet: Sheet, name: str, n_rows: int, n_cols: int, row: int = FIRST_ROW,
+                  col: int = FIRST_COL, step: bool = True, heads: int = 1,
+                  owner: "Component | None" = None) -> Block:
+        """A named block; `step`: computed by the forward pass and compared by check."""
+        if any(b.name == name for b in self._blocks):
+            raise ValueError(f"two blocks named {name!r}")
+        block = Block(name, sheet.name, row, col, n_rows, n_cols, heads)
         sheet.blocks.append(block)
-        self.blocks[name] = block
+        self._blocks.append(block)
+        self._owners[name] = owner
         if step:
-            self.steps.append(name)
+            self._steps.add(name)
         return block
 
-    def _layer_norm(self, name: str, sheet_name: str, title: str, stage: str) -> None:
-        """Mean in column B, variance in C, the normalised row from D on."""
-        T, D = self.T, self.cfg.n_embd
-        s = self._sheet(sheet_name, title, stage)
-        self._block(s, name + "_mean", T, 1, col=2)
-        self._block(s, name + "_var", T, 1, col=3)
-        self._block(s, name, T, D, col=4)
+    def add_weight(self, param: str, block: Block) -> None:
+        self._weights[param] = block
 
-    def _plan(self) -> None:
-        cfg, T, D, H = self.cfg, self.T, self.cfg.n_embd, self.cfg.n_head
-        V, dh = cfg.vocab_size, cfg.head_dim
-        self._sheet(GUIDE_SHEET, "Start here: GPT-2 as a spreadsheet", "guide")
-        s = self._sheet("tokens", f"Token ids of the prompt (edit them) and their text [{T} positions]", "input")
-        self._block(s, "tokens", T, 1, step=False)
-        s = self._sheet("embed_tok", f"Token embedding: row of wte for each token id [{T} x {D}]", "embedding")
-        self._block(s, "embed_tok", T, D)
-        s = self._sheet("embed", f"Input x = token embedding + position embedding (wpe) [{T} x {D}]", "embedding")
-        self._block(s, "embed", T, D)
-        for i in range(cfg.n_layer):
-            L = f"h{i}"
-            self._layer_norm(f"{L}_ln_1", f"{L} ln_1",
-                             f"Layer {i}: layer norm 1 of x: (x - mean) / sqrt(var + eps) * gain + bias [{T} x {D}]",
-                             "attention")
-            s = self._sheet(f"{L} qkv", f"Layer {i}: queries | keys | values = ln_1 @ c_attn.weight + bias [{T} x {3 * D}]", "attention")
-            self._block(s, f"{L}_qkv", T, 3 * D)
-            s = self._sheet(f"{L} kT", f"Layer {i}: keys transposed, one column per position [{D} x {T}]", "attention")
-            self._block(s, f"{L}_kT", D, T)
-            s = self._sheet(f"{L} scores", f"Layer {i}: attention scores q.k / sqrt({dh}) per head; future positions masked (empty) [{H} heads x {T} x {T}]", "attention")
-            self._block(s, f"{L}_scores", H * T, T)
-            s = self._sheet(f"{L} softmax", f"Layer {i}: softmax pieces per row: max, sum of exp, exp(score - max); masked cells are 0 [{H * T} x {T}]", "attention")
-            self._block(s, f"{L}_softmax_max", H * T, 1, col=2)
-            self._block(s, f"{L}_softmax_exp", H * T, T, col=4)
-            self._block(s, f"{L}_softmax_sum", H * T, 1, col=3)
-            s = self._sheet(f"{L} probs", f"Layer {i}: attention weights = exp / sum; each row sums to 1 [{H} heads x {T} x {T}]", "attention")
-            self._block(s, f"{L}_probs", H * T, T)
-            s = self._sheet(f"{L} attn", f"Layer {i}: attention output per head = weights @ values, heads side by side [{T} x {D}]", "attention")
-            self._block(s, f"{L}_attn", T, D)
-            s = self._sheet(f"{L} attn_proj", f"Layer {i}: attention projection = attn @ c_proj.weight + bias [{T} x {D}]", "attention")
-            self._block(s, f"{L}_attn_proj", T, D)
-            s = self._sheet(f"{L} resid_1", f"Layer {i}: residual: x + attention projection [{T} x {D}]", "attention")
-            self._block(s, f"{L}_resid_1", T, D)
-            self._layer_norm(f"{L}_ln_2", f"{L} ln_2",
-                             f"Layer {i}: layer norm 2 of the residual stream [{T} x {D}]", "mlp")
-            s = self._sheet(f"{L} fc", f"Layer {i}: MLP up-projection = ln_2 @ c_fc.weight + bias [{T} x {4 * D}]", "mlp")
-            self._block(s, f"{L}_fc", T, 4 * D)
-            s = self._sheet(f"{L} gelu", f"Layer {i}: GELU (tanh form) of the up-projection [{T} x {4 * D}]", "mlp")
-            self._block(s, f"{L}_gelu", T, 4 * D)
-            s = self._sheet(f"{L} mlp_proj", f"Layer {i}: MLP down-projection = gelu @ c_proj.weight + bias [{T} x {D}]", "mlp")
-            self._block(s, f"{L}_mlp_proj", T, D)
-            s = self._sheet(f"{L} resid_2", f"Layer {i}: residual: resid_1 + MLP output = the layer's output [{T} x {D}]", "mlp")
-            self._block(s, f"{L}_resid_2", T, D)
-        self._layer_norm("ln_f", "ln_f", f"Final layer norm [{T} x {D}]", "output")
-        logits = s = self._sheet("logits", f"Logits for the next token: last position's ln_f row . each wte row [{V}]; probabilities", "output")
-        self._block(s, "logits", V, 1, col=3)
-        s = self._sheet("prediction", "Predicted next token: softmax over the logits and the top 5 [5 x 3]", "output")
-        self._block(s, "next_max", 1, 1, row=3)
-        self._block(s, "next_sum", 1, 1, row=4)
-        self._block(logits, "next_probs", V, 1, col=4)
-        k = 5
-        self._block(s, "top_logits", k, 1, row=8, col=3)
-        self._block(s, "top_ids", k, 1, row=8, col=2)
-        self._block(s, "top_probs", k, 1, row=8, col=4)
-        s = self._sheet(VOCAB_SHEET, f"Vocabulary: token id, text, GPT-2 byte-level string [{V}]", "vocab")
-        self._block(s, "vocab_text", V, 1, step=False)
-        for param, shape in param_shapes(cfg).items():
-            rows, cols = (1, shape[0]) if len(shape) == 1 else shape
-            s = self._sheet(param, f"Weights {param} [{' x '.join(map(str, shape))}]", "weights")
-            self._block(s, weight_block_name(param), rows, cols, step=False)
-        self._sheet(META_SHEET, "sheetgpt metadata", "meta")
-
-    # -- lookup ---------------------------------------------------------------
+    # -- lookup ---------------------------------------------------------------------
     def sheet(self, name: str) -> Sheet:
-        return next(s for s in self.sheets if s.name == name)
+        return self._by_name[name]
 
     def weight(self, param: str) -> Block:
-        return self.blocks[weight_block_name(param)]
+        """The block holding a GPT-2 parameter, by its checkpoint name (h.0.attn.c_attn.weight)."""
+        return self._weights[param]
+
+    @property
+    def weights(self) -> dict[str, Block]:
+        return dict(self._weights)
+
+    def owner(self, block: Block) -> "Component | None":
+        return self._owners[block.name]
+
+    def sheet_of(self, block: Block) -> Sheet:
+        return self._by_name[block.sheet]
+
+    def n_cells(self) -> int:
+        return sum(b.size for b in self.blocks.values())

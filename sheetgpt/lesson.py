@@ -1,6 +1,7 @@
 """What each page of the exported lesson shows, read from an evaluated workbook: the step's
-formulas (as written in the file), what it reads and writes (with shapes), and a preview of
-its values laid out as in the sheet. No HTML here: `export.py` renders these records.
+words (from its component), its formulas (as written in the file), what it reads and
+writes (with shapes), and a preview of its values laid out as in the sheet. No HTML here:
+`export.py` renders these records.
 """
 from __future__ import annotations
 
@@ -8,30 +9,14 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
-from openpyxl.formula.tokenizer import Token, Tokenizer
 
-from .check import BookContents
-from .engines.fast.parser import FormulaError, parse_ref
-from .engines.fast.reader import Workbook
-from .layout import FIRST_ROW, META_SHEET, VOCAB_SHEET, Block, col_letter, quote_sheet
-from .model import param_shapes
+from .a1 import col_letter, quote_sheet
+from .layout import FIRST_ROW, FORWARD_STAGES, Block, Sheet
+from .readback import BookContents
+from .steps.base import Component
 
-LESSON_STAGES = ("input", "embedding", "attention", "mlp", "output")
-PER_HEAD = ("scores", "softmax", "probs")  # sheets whose rows are (head, query)
 PREVIEW_ROWS, PREVIEW_COLS = 12, 8
 FORMULAS_PER_BLOCK = 2  # per-head blocks hold one shared formula per head: show a couple
-
-# short page titles, per kind of step (layers repeat the same kinds)
-TITLES = {
-    "tokens": "Token ids", "embed_tok": "Token embedding", "embed": "Adding the position",
-    "ln_1": "Layer norm 1", "qkv": "Queries, keys and values", "kT": "Keys, turned on their side",
-    "scores": "Attention scores", "softmax": "Softmax, piece by piece", "probs": "Attention weights",
-    "attn": "Mixing the values", "attn_proj": "Attention output projection",
-    "resid_1": "Residual add: attention", "ln_2": "Layer norm 2", "fc": "MLP: widen",
-    "gelu": "MLP: GELU", "mlp_proj": "MLP: narrow back", "resid_2": "Residual add: MLP",
-    "ln_f": "Final layer norm", "logits": "Logits: a score for every token",
-    "prediction": "The prediction",
-}
 
 
 @dataclass
@@ -85,26 +70,26 @@ class Figure:
 @dataclass
 class Page:
     sheet: str
-    kind: str  # tokens, embed, ln_1, qkv, ... (the part of the sheet name after the layer)
-    layer: int | None
-    stage: str
+    component: Component  # the step: its words, its blocks
     header: str  # the sheet's title row, as the workbook shows it
     formulas: list[Formula]
     hidden_formulas: int  # shared formulas of per-head blocks left out
     inputs: list[Operand]
     outputs: list[Operand]
     preview: Preview
+    explain: str = ""  # the component's lesson text, rendered
     figures: list[Figure] = field(default_factory=list)
     prev: "Page | None" = None
     next: "Page | None" = None
 
+    kind = property(lambda self: self.component.kind)
+    layer = property(lambda self: self.component.layer)
+    stage = property(lambda self: self.component.stage)
+    short_title = property(lambda self: self.component.short_title or self.sheet)
+
     @property
     def filename(self) -> str:
         return page_filename(self.sheet)
-
-    @property
-    def short_title(self) -> str:
-        return TITLES.get(self.kind, self.kind)
 
     @property
     def title(self) -> str:
@@ -129,27 +114,6 @@ def visible(token: str) -> str:
     return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in out)
 
 
-def read_meta(book: BookContents) -> dict[str, object]:
-    meta, r = {}, 1
-    while (key := book.values.value(META_SHEET, r, 1)) is not None:
-        meta[str(key)] = book.values.value(META_SHEET, r, 2)
-        r += 1
-    return meta
-
-
-def token_text(book: BookContents, token_id: int) -> str:
-    """A token's text as the workbook's vocabulary sheet holds it."""
-    blk = book.layout.blocks["vocab_text"]
-    v = book.values.value(VOCAB_SHEET, blk.row + token_id, blk.col)
-    return "" if v is None else str(v)
-
-
-def block_values(book: BookContents, name: str) -> np.ndarray:
-    """A layout block's evaluated values, float64 [n_rows, n_cols]."""
-    b = book.layout.blocks[name]
-    return book.values.block(b.sheet, b.row, b.col, b.n_rows, b.n_cols)
-
-
 def fmt(v: object, token: bool = False) -> str:
     """A cell's value for a table; `token`: text computed by a formula, which in these
     sheets is always a token's text, so its spaces are made visible."""
@@ -164,29 +128,22 @@ def fmt(v: object, token: bool = False) -> str:
 
 
 class PageReader:
-    """Builds the Page of each lesson sheet of one evaluated workbook."""
+    """Builds the Page of each forward-pass sheet of one evaluated workbook."""
 
-    def __init__(self, book: BookContents, wb: Workbook):
-        self.book, self.wb, self.L = book, wb, book.layout
-        self.by_sheet: dict[str, list[Block]] = {}
-        for blk in self.L.blocks.values():
-            self.by_sheet.setdefault(blk.sheet, []).append(blk)
-        self.params = {self.L.weight(p).name: (p, shape) for p, shape in param_shapes(self.L.cfg).items()}
-        self.lesson_sheets = [s.name for s in self.L.sheets if s.stage in LESSON_STAGES]
+    def __init__(self, book: BookContents):
+        self.book, self.L = book, book.layout
+        self.lesson_sheets = [s for s in self.L.sheets if s.stage in FORWARD_STAGES]
+        self._on_page = {s.name for s in self.lesson_sheets}
 
     def pages(self) -> list[Page]:
-        pages = [self.page(name) for name in self.lesson_sheets]
+        pages = [self.page(sheet) for sheet in self.lesson_sheets]
         for a, b in zip(pages, pages[1:]):
             a.next, b.prev = b, a
         return pages
 
-    def page(self, sheet_name: str) -> Page:
-        sheet = self.L.sheet(sheet_name)
-        layer, kind = None, sheet_name
-        if m := re.fullmatch(r"h(\d+) (.+)", sheet_name):
-            layer, kind = int(m.group(1)), m.group(2)
-        header = self.book.values.value(sheet_name, 1, 1)
-        all_formulas = self.formulas(sheet_name)
+    def page(self, sheet: Sheet) -> Page:
+        header = self.book.values.value(sheet.name, 1, 1)
+        all_formulas = self.formulas(sheet)
         shown, hidden, per_block = [], 0, {}
         for f in all_formulas:
             per_block[f.block] = per_block.get(f.block, 0) + 1
@@ -194,103 +151,69 @@ class PageReader:
                 shown.append(f)
             else:
                 hidden += 1
-        outputs = [self.operand(b) for b in sheet.blocks]
-        return Page(sheet_name, kind, layer, sheet.stage, str(header or sheet.title), shown, hidden,
-                    self.inputs(sheet_name, all_formulas), outputs, self.preview(sheet_name))
+        return Page(sheet.name, sheet.owner, str(header or sheet.title), shown, hidden, self.inputs(sheet),
+                    [self.operand(b) for b in sheet.blocks], self.preview(sheet))
 
     # -- formulas -------------------------------------------------------------------
-    def formulas(self, sheet_name: str) -> list[Formula]:
+    def formulas(self, sheet: Sheet) -> list[Formula]:
         """Every shared formula's master cell, and the plain formula at the top-left corner
         of blocks that have no shared one (the transposed keys, single cells), in block
         order; formulas of label columns come last."""
-        s = self.wb.sheets[sheet_name]
-        blocks = self.by_sheet.get(sheet_name, [])
-        found = [(sh.row + 1, sh.col + 1, sh.text, len(sh.rows)) for sh in s.shared.values()]
-        covered = {self._block_at(blocks, r, c) for r, c, _, _ in found}
-        corners = {(b.row, b.col): b for b in blocks if b.name not in covered}
-        found += [(r + 1, c + 1, text, 1) for r, c, text in s.formulas if (r + 1, c + 1) in corners]
-        order = {b.name: k for k, b in enumerate(sorted(blocks, key=lambda b: b.col))}
+        found = self.book.values.formulas(sheet.name)
+        covered = {self._block_at(sheet, f.row, f.col) for f in found if f.shared}
+        corners = {(b.row, b.col) for b in sheet.blocks if b not in covered}
+        order = {b.name: k for k, b in enumerate(sorted(sheet.blocks, key=lambda b: b.col))}
         out = []
-        for r, c, text, n in found:
-            name = self._block_at(blocks, r, c)
-            size = self.L.blocks[name].n_rows * self.L.blocks[name].n_cols if name else 1
-            out.append(((order.get(name, len(order)), r, c),
-                        Formula(sheet_name, f"{col_letter(c)}{r}", "=" + text, n, name, size)))
+        for f in found:
+            if not f.shared and (f.row, f.col) not in corners:
+                continue
+            block = self._block_at(sheet, f.row, f.col)
+            name = block.name if block else None
+            out.append(((order.get(name, len(order)), f.row, f.col),
+                        Formula(sheet.name, f"{col_letter(f.col)}{f.row}", "=" + f.text, f.n_cells, name,
+                                block.size if block else 1)))
         return [f for _, f in sorted(out, key=lambda x: x[0])]
 
     @staticmethod
-    def _block_at(blocks: list[Block], row: int, col: int) -> str | None:
-        for b in blocks:
-            if b.row <= row < b.row + b.n_rows and b.col <= col < b.col + b.n_cols:
-                return b.name
-        return None
+    def _block_at(sheet: Sheet, row: int, col: int) -> Block | None:
+        return next((b for b in sheet.blocks if b.contains(row, col)), None)
 
     # -- inputs and outputs ---------------------------------------------------------
-    def inputs(self, sheet_name: str, formulas: list[Formula]) -> list[Operand]:
-        """Blocks on other sheets that the formulas read, in order of first use."""
-        seen: dict[str, Operand] = {}
-        for f in formulas:
-            for tok in Tokenizer(f.text).items:
-                if tok.type != Token.OPERAND or tok.subtype != Token.RANGE:
-                    continue
-                name = self._referenced_block(tok.value)
-                if name and name not in seen and self.L.blocks[name].sheet != sheet_name:
-                    seen[name] = self.operand(self.L.blocks[name])
-        return list(seen.values())
-
-    def _referenced_block(self, text: str) -> str | None:
-        if text in self.L.blocks:  # a defined name, e.g. logits
-            return text
-        try:
-            ref = parse_ref(text)
-        except FormulaError:
-            return None
-        if ref is None or ref.sheet is None:  # same-sheet references stay inside the step
-            return None
-        return self._block_at(self.by_sheet.get(ref.sheet, []), ref.r0 + 1, ref.c0 + 1)
+    def inputs(self, sheet: Sheet) -> list[Operand]:
+        """Blocks on other sheets that the sheet's components read, in order of use."""
+        owners = dict.fromkeys(self.L.owner(b) for b in sheet.blocks)
+        reads = dict.fromkeys(b for c in owners for b in c.reads if b.sheet != sheet.name)
+        return [self.operand(b) for b in reads]
 
     def operand(self, blk: Block) -> Operand:
-        cfg, T = self.L.cfg, self.L.T
-        if blk.name in self.params:
-            param, shape = self.params[blk.name]
-            return Operand(blk.name, param, " \u00d7 ".join(map(str, shape)))
-        shape = f"{blk.n_rows} \u00d7 {blk.n_cols}"
-        if blk.sheet.endswith(PER_HEAD) and blk.n_rows == cfg.n_head * T:
-            shape = f"{cfg.n_head} heads \u00d7 {T} \u00d7 {blk.n_cols}"
-        if blk.name == "vocab_text":
-            return Operand(blk.name, "vocab (token text)", shape)
-        page = blk.sheet if blk.sheet in self.lesson_sheets else None
-        return Operand(blk.name, blk.name, shape, page)
+        owner = self.L.owner(blk)
+        if blk.heads > 1:
+            shape = f"{blk.heads} heads \u00d7 {blk.n_rows // blk.heads} \u00d7 {blk.n_cols}"
+        else:
+            shape = " \u00d7 ".join(map(str, owner.shape_of(blk)))
+        return Operand(blk.name, owner.label(blk), shape, blk.sheet if blk.sheet in self._on_page else None)
 
     # -- values ---------------------------------------------------------------------
-    def preview(self, sheet_name: str) -> Preview:
+    def preview(self, sheet: Sheet) -> Preview:
         """The top-left corner of the sheet's data, as the sheet lays it out: column A labels
         the rows, row 2 the columns."""
-        values, blocks = self.book.values, self.by_sheet.get(sheet_name, [])
-        n_rows_sheet, n_cols_sheet = self.wb.sheets[sheet_name].shape
+        values, name = self.book.values, sheet.name
+        n_rows_sheet, n_cols_sheet = values.shape(name)
         n_rows, n_cols = n_rows_sheet - FIRST_ROW + 1, n_cols_sheet - 1
         rows_shown = min(n_rows, PREVIEW_ROWS)
         cols = list(range(2, 2 + min(n_cols, PREVIEW_COLS)))
-        computed = self._formula_cells(sheet_name, FIRST_ROW + rows_shown, cols[-1] if cols else 1)
-        columns = [(col_letter(c), fmt(values.value(sheet_name, FIRST_ROW - 1, c))) for c in cols]
+        computed = values.formula_cells(name, FIRST_ROW + rows_shown - 1, cols[-1] if cols else 1)
+        columns = [(col_letter(c), fmt(values.value(name, FIRST_ROW - 1, c))) for c in cols]
         rows = []
         for r in range(FIRST_ROW, FIRST_ROW + rows_shown):
-            cells = [self._cell(sheet_name, blocks, r, c, (r, c) in computed) for c in cols]
-            rows.append((r, fmt(values.value(sheet_name, r, 1), (r, 1) in computed), cells))
+            cells = [self._cell(sheet, r, c, (r, c) in computed) for c in cols]
+            rows.append((r, fmt(values.value(name, r, 1), (r, 1) in computed), cells))
         return Preview(columns, rows, n_rows, n_cols)
 
-    def _formula_cells(self, sheet_name: str, max_row: int, max_col: int) -> set[tuple[int, int]]:
-        """1-based cells up to (max_row, max_col) that hold a formula."""
-        s = self.wb.sheets[sheet_name]
-        cells = {(r + 1, c + 1) for r, c, _ in s.formulas}
-        for sh in s.shared.values():
-            cells.update((r + 1, c + 1) for r, c in zip(sh.rows, sh.cols) if r < max_row and c < max_col)
-        return cells
-
-    def _cell(self, sheet_name: str, blocks: list[Block], r: int, c: int, computed: bool) -> Cell:
-        v = self.book.values.value(sheet_name, r, c)
-        name = self._block_at(blocks, r, c)
-        i, j = (r - self.L.blocks[name].row, c - self.L.blocks[name].col) if name else (0, 0)
+    def _cell(self, sheet: Sheet, r: int, c: int, computed: bool) -> Cell:
+        v = self.book.values.value(sheet.name, r, c)
+        block = self._block_at(sheet, r, c)
+        name, i, j = (block.name, r - block.row, c - block.col) if block else (None, 0, 0)
         if isinstance(v, str):
             return Cell(fmt(v, computed), None, name, i, j, "text")
         if v is None:

@@ -30,6 +30,7 @@ class LoadedModel:
 
 
 MODEL_NAMES = ("tiny", "small-random", "gpt2")
+DEFAULT_MODEL = "tiny"
 TINY_CONFIG = GPT2Config(n_layer=2, n_head=2, n_embd=16, n_ctx=128, vocab_size=50257)
 SMALL_CONFIG = GPT2Config(n_layer=12, n_head=12, n_embd=768, n_ctx=1024, vocab_size=50257)
 RANDOM_SEED = 0  # seed of the named random models
@@ -119,10 +120,7 @@ def _read_config(file: Path) -> GPT2Config:
         raise UserError(f"{file}: not a JSON object")
     _check_gpt2_math(raw, file)
     try:
-        n_ctx = raw["n_positions"] if "n_positions" in raw else raw["n_ctx"]
-        cfg = GPT2Config(n_layer=int(raw["n_layer"]), n_head=int(raw["n_head"]), n_embd=int(raw["n_embd"]),
-                         n_ctx=int(n_ctx), vocab_size=int(raw["vocab_size"]),
-                         layer_norm_epsilon=float(raw.get("layer_norm_epsilon", 1e-5)))
+        cfg = GPT2Config.from_dict(raw)
     except KeyError as e:
         raise UserError(f"{file}: missing field {e}") from None
     except (TypeError, ValueError) as e:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -18,6 +19,15 @@ class GPT2Config:
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "GPT2Config":
+        """From a Hugging Face config.json or a workbook's metadata (n_positions or n_ctx).
+        Raises KeyError for a missing field, TypeError/ValueError for a bad value."""
+        n_ctx = raw["n_positions"] if "n_positions" in raw else raw["n_ctx"]
+        return cls(n_layer=int(raw["n_layer"]), n_head=int(raw["n_head"]), n_embd=int(raw["n_embd"]),
+                   n_ctx=int(n_ctx), vocab_size=int(raw["vocab_size"]),
+                   layer_norm_epsilon=float(raw.get("layer_norm_epsilon", 1e-5)))
 
 
 def param_shapes(cfg: GPT2Config) -> dict[str, tuple[int, ...]]:

@@ -420,7 +420,7 @@ def check_cached(path: Path, engine: str = "formulas", **kwargs):
 
     real = check.load_book
 
-    def cached(p, engine_=engine, progress=None):
+    def cached(p, engine_=engine, progress=None, architecture=None):
         assert engine_ == engine
         return evaluated(p, engine)
 

@@ -16,7 +16,8 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import pytest
 
-from sheetgpt.export import export_from_model, templates_dir
+from sheetgpt.export import templates_dir
+from sheetgpt.jobs import export
 from sheetgpt.load import load_model
 from sheetgpt.reference import forward
 
@@ -80,9 +81,9 @@ class Page(HTMLParser):
 
 @pytest.fixture(scope="module")
 def lesson(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model's lesson, built from scratch (workbook included) by export_from_model."""
+    """The tiny model's lesson, built from scratch (workbook included) by jobs.export."""
     out = tmp_path_factory.mktemp("lesson")
-    index = export_from_model("tiny", PROMPT, out, progress=False)
+    index = export(None, "tiny", PROMPT, out, progress=False)
     assert index == out / "index.html"
     return out
 

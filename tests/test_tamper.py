@@ -103,7 +103,7 @@ def step_values(values, layout, steps) -> dict[str, list[tuple]]:
 
 @pytest.fixture(scope="module")
 def book(mut_book, mut_model) -> Book:
-    from sheetgpt.check import load_book
+    from sheetgpt.readback import load_book
 
     contents = load_book(mut_book, "fast", False)
     layout = contents.layout
@@ -498,8 +498,8 @@ class Judge:
         self.captured = None
         real = check.load_book
 
-        def capture(path, engine="fast", progress=None):
-            self.captured = real(path, engine, progress)
+        def capture(path, engine="fast", progress=None, architecture=None):
+            self.captured = real(path, engine, progress, architecture)
             return self.captured
 
         monkeypatch.setattr(check, "load_book", capture)
@@ -637,7 +637,8 @@ def test_check_names_the_first_differing_cell(book, tmp_path):
     """top_probs' formula made to read the logit two rows up: its first cell differs (a number)
     and a later one holds #VALUE! (it reads the header row). The first differing cell, row by
     row, is the first one."""
-    from sheetgpt.check import check_workbook, load_book
+    from sheetgpt.check import check_workbook
+    from sheetgpt.readback import load_book
 
     probs, logits = book.layout.blocks["top_probs"], book.layout.blocks["top_logits"]
     part = book.sheet_part[probs.sheet]
@@ -660,7 +661,7 @@ def test_check_names_the_first_differing_cell(book, tmp_path):
 @pytest.mark.slow
 def test_formula_mutations_of_the_tiny_book(tiny_book, tmp_path):
     """The same generator on the `tiny` workbook (50,257-token vocabulary; ~3 s a check)."""
-    from sheetgpt.check import load_book
+    from sheetgpt.readback import load_book
 
     contents = load_book(tiny_book, "fast", False)
     layout = contents.layout
@@ -679,7 +680,7 @@ def test_formula_mutations_of_the_tiny_book(tiny_book, tmp_path):
 def test_shift_formula_matches_the_engine_reading_of_shared_formulas(book):
     """Every shared-formula cell rewritten as its own plain formula (as the generator does)
     evaluates to exactly the same values: the generator's reference shifting is right."""
-    from sheetgpt.check import load_book
+    from sheetgpt.readback import load_book
 
     gen = Generator(book, 0)
     parts = dict(book.parts)

@@ -317,16 +317,16 @@ def test_failed_build_leaves_nothing_behind(small_model, tmp_path, monkeypatch, 
     if existing is not None:
         target.write_bytes(existing)
     before = sorted(p.name for p in tmp_path.iterdir())
-    real = builder._Book.write_sheet
+    real = builder._SheetWriter.write
     calls = []
 
-    def failing(self, wb, name, *args, **kwargs):
-        calls.append(name)
-        if name == fail_at:
+    def failing(self, wb, sheet, *args, **kwargs):
+        calls.append(sheet.name)
+        if sheet.name == fail_at:
             raise exc("disk full, say")
-        return real(self, wb, name, *args, **kwargs)
+        return real(self, wb, sheet, *args, **kwargs)
 
-    monkeypatch.setattr(builder._Book, "write_sheet", failing)
+    monkeypatch.setattr(builder._SheetWriter, "write", failing)
     with pytest.raises(exc):
         builder.build_workbook(small_model, SMALL_PROMPT, target, progress=False)
     assert calls[-1] == fail_at and len(calls) > 1
@@ -346,14 +346,14 @@ def test_failed_build_with_worker_processes_leaves_nothing_behind(small_model, t
         pytest.skip("build_workbook has no worker processes")
     target = tmp_path / "book.xlsx"
     target.write_bytes(b"keep me")
-    real = builder._Book.write_sheet
+    real = builder._SheetWriter.write
 
-    def failing(self, wb, name, *args, **kwargs):
-        if name == "h.0.attn.c_attn.weight":
+    def failing(self, wb, sheet, *args, **kwargs):
+        if sheet.name == "h.0.attn.c_attn.weight":
             raise OSError(28, "No space left on device")
-        return real(self, wb, name, *args, **kwargs)
+        return real(self, wb, sheet, *args, **kwargs)
 
-    monkeypatch.setattr(builder._Book, "write_sheet", failing)
+    monkeypatch.setattr(builder._SheetWriter, "write", failing)
     with pytest.raises(OSError):
         builder.build_workbook(small_model, SMALL_PROMPT, target, progress=False, workers=2)
     assert [p.name for p in tmp_path.iterdir()] == ["book.xlsx"]

@@ -1,0 +1,84 @@
+"""GPT-2 as a workbook: its components composed in forward order, as picoGPT composes
+its functions. To add a step, write its component and add one line here."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .layout import Block, Layout
+from .steps.attention import (QKV, AttentionProjection, AttentionResidual, AttentionWeights, KeysT, MixValues,
+                              Scores, Softmax)
+from .steps.base import Component
+from .steps.embedding import AddPositions, TokenEmbedding
+from .steps.guide import Guide
+from .steps.layer_norm import LayerNorm
+from .steps.metadata import Metadata
+from .steps.mlp import Gelu, MlpDown, MlpResidual, MlpUp
+from .steps.prediction import Prediction
+from .steps.tokens import TokenIds, Vocabulary
+from .steps.unembed import Logits
+from .steps.weights import Weights
+
+
+@dataclass
+class Inputs:
+    """What every part of the model reads besides the stream: weights, vocabulary, token ids."""
+
+    weights: Weights
+    vocab: Vocabulary
+    tokens: TokenIds
+
+
+def gpt2(layout: Layout) -> list[Component]:
+    """Every component of a GPT-2 workbook, in forward order."""
+    inputs, parts = embedding(layout)
+    x = parts[-1].out
+    for i in range(layout.cfg.n_layer):
+        parts += transformer_block(layout, i, x, inputs.weights)
+        x = parts[-1].out
+    return parts + output(layout, x, inputs)
+
+
+def embedding(layout: Layout) -> tuple[Inputs, list[Component]]:
+    """The inputs, then token ids to the residual stream: the first components of the book."""
+    w, vocab = Weights(layout), Vocabulary(layout)
+    tokens = TokenIds(layout, vocab)
+    embed_tok = TokenEmbedding(layout, tokens.ids, w["wte.weight"])
+    embed = AddPositions(layout, embed_tok.out, w["wpe.weight"])
+    return Inputs(w, vocab, tokens), [w, vocab, tokens, embed_tok, embed]
+
+
+def output(layout: Layout, x: Block, inputs: Inputs) -> list[Component]:
+    """The final stream to a prediction, then the Guide and the metadata."""
+    w, vocab = inputs.weights, inputs.vocab
+    ln_f = LayerNorm(layout, "ln_f", "ln_f", "Final layer norm", x, w["ln_f.weight"], w["ln_f.bias"],
+                     stage="output", kind="ln_f", short_title="Final layer norm",
+                     purpose=f"This is the last one, after layer {layout.cfg.n_layer - 1}: its last row is what "
+                             "the model predicts from.")
+    logits = Logits(layout, ln_f.out, w["wte.weight"], vocab.text)
+    prediction = Prediction(layout, logits, vocab.text)
+    return [ln_f, logits, prediction, Guide(layout, prediction), Metadata(layout)]
+
+
+def transformer_block(layout: Layout, i: int, x: Block, w: Weights) -> list[Component]:
+    """Layer i: attention then MLP, each after a layer norm and added to the stream."""
+    p = f"h.{i}."
+    ln_1 = LayerNorm(layout, f"h{i}_ln_1", f"h{i} ln_1",
+                     f"Layer {i}: layer norm 1 of x: (x - mean) / sqrt(var + eps) * gain + bias", x,
+                     w[p + "ln_1.weight"], w[p + "ln_1.bias"], stage="attention", kind="ln_1", layer=i,
+                     short_title="Layer norm 1", purpose="This one prepares the stream for the layer's attention.")
+    qkv = QKV(layout, i, ln_1.out, w[p + "attn.c_attn.weight"], w[p + "attn.c_attn.bias"])
+    keys = KeysT(layout, i, qkv.out)
+    scores = Scores(layout, i, qkv.out, keys.out)
+    softmax = Softmax(layout, i, scores.out)
+    probs = AttentionWeights(layout, i, softmax)
+    mix = MixValues(layout, i, probs.out, qkv.out)
+    proj = AttentionProjection(layout, i, mix.out, w[p + "attn.c_proj.weight"], w[p + "attn.c_proj.bias"])
+    resid_1 = AttentionResidual(layout, i, x, proj.out)
+    ln_2 = LayerNorm(layout, f"h{i}_ln_2", f"h{i} ln_2", f"Layer {i}: layer norm 2 of the residual stream",
+                     resid_1.out, w[p + "ln_2.weight"], w[p + "ln_2.bias"], stage="mlp", kind="ln_2", layer=i,
+                     short_title="Layer norm 2", purpose="This one prepares the stream for the layer's MLP.")
+    fc = MlpUp(layout, i, ln_2.out, w[p + "mlp.c_fc.weight"], w[p + "mlp.c_fc.bias"])
+    gelu = Gelu(layout, i, fc.out)
+    down = MlpDown(layout, i, gelu.out, w[p + "mlp.c_proj.weight"], w[p + "mlp.c_proj.bias"])
+    resid_2 = MlpResidual(layout, i, resid_1.out, down.out)
+    return [ln_1, qkv, keys, scores, softmax, probs, mix, proj, resid_1, ln_2, fc, gelu, down, resid_2]

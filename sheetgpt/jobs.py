@@ -1,0 +1,96 @@
+"""The commands' work, from inputs to results, in one place: the command line parses and
+prints; this module loads, plans, writes, evaluates. Progress goes to stderr."""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .builder import BuildResult, plan_book, write_book
+from .errors import UserError
+from .load import DEFAULT_MODEL, LoadedModel, load_model
+from .readback import load_book
+from .steps.prediction import softmax, top_k
+
+BIG_BOOK_CELLS = 10_000_000  # say up front how big the file will be
+BYTES_PER_CELL = 6  # measured: a weight cell's XML, compressed
+
+
+@dataclass
+class Built:
+    result: BuildResult
+    model: LoadedModel
+    size: int  # bytes on disk
+
+
+def build(model_spec: str, prompt: str, out: Path | None = None, progress: bool | None = None) -> Built:
+    """Load the model, tokenize and lay out once, then write the workbook atomically."""
+    model = load_model(model_spec)
+    plan = plan_book(model, prompt)
+    out = out or Path("out") / f"sheetgpt-{_slug(model.name)}.xlsx"
+    if out.suffix.lower() != ".xlsx":
+        raise UserError(f"the output file must end in .xlsx, got {out}")
+    if out.is_dir():
+        raise UserError(f"{out} is a directory; give a file name ending in .xlsx")
+    cells = plan.layout.n_cells()
+    if cells > BIG_BOOK_CELLS and progress is not False:
+        print(f"building {cells:,} cells for {len(plan.ids)} tokens: expect a file of about "
+              f"{cells * BYTES_PER_CELL / 1e6:,.0f} MB and a minute or so", file=sys.stderr)
+    try:
+        result = write_book(plan, out, progress=progress)
+    except OSError as e:
+        raise UserError(f"cannot write {out}: {e.strerror or e}") from None
+    return Built(result, model, out.stat().st_size)
+
+
+@dataclass
+class Ranked:
+    id: int
+    token: str
+    prob: float
+    logit: float
+
+
+def evaluate_top(book: Path, k: int, engine: str = "fast",
+                 progress: bool | None = None) -> tuple[list[Ranked], np.ndarray]:
+    """The workbook's own top-k next tokens and its last-position logits, from its formulas."""
+    if k < 1:
+        raise UserError("--top must be at least 1")
+    contents = load_book(book, engine, progress)
+    logits = contents.numbers(contents.layout.blocks["logits"], "logit")[:, 0]
+    probs = softmax(logits)
+    top = [Ranked(int(i), contents.token_text(int(i)), float(probs[i]), float(logits[i])) for i in top_k(logits, k)]
+    return top, logits
+
+
+def export(book: Path | None, model_spec: str | None, prompt: str | None, out_dir: Path,
+           progress: bool | None = None) -> Path:
+    """A lesson from a workbook, or from a model and prompt (built into OUT/book.xlsx first)."""
+    from .export import check_out_dir, export_lesson, make_dir
+
+    if model_spec or prompt:
+        if book is not None:
+            raise UserError("give either a workbook or --model with --prompt, not both")
+        if not prompt:
+            raise UserError("--model needs --prompt TEXT to build the workbook first")
+        out = check_out_dir(out_dir)  # fail before a long build, not after
+        book = out / "book.xlsx"
+        new_dir = not out.exists()
+        try:
+            make_dir(out)
+            build(model_spec or DEFAULT_MODEL, prompt, book, progress)
+        except BaseException:
+            if new_dir and out.exists() and not any(out.iterdir()):  # e.g. an empty prompt: leave nothing
+                out.rmdir()
+            raise
+    elif book is None:
+        raise UserError("give a workbook to export, or --model M --prompt TEXT")
+    return export_lesson(book, out_dir, progress)
+
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(name).name or name).strip("-") or "model"

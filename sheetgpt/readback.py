@@ -1,0 +1,118 @@
+"""Reading a sheetgpt workbook back: evaluate it, then find its configuration, weights and
+token ids where its layout says they are. Used by check, eval and the lesson."""
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+from xml.etree import ElementTree
+
+import numpy as np
+
+from .a1 import AddressError, parse_range
+from .engines import CellValueError, EvaluatedBook, evaluate
+from .errors import UserError
+from .layout import Block, Layout
+from .model import GPT2Config, GPT2Weights, param_shapes
+from .steps.metadata import META_SHEET, read_meta
+
+NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+
+
+@dataclass
+class BookContents:
+    """An evaluated sheetgpt workbook and what it holds as inputs."""
+
+    layout: Layout
+    weights: GPT2Weights  # float64, exactly as the spreadsheet computes with them
+    ids: list[int]
+    values: EvaluatedBook
+    meta: dict[str, object]
+
+    def numbers(self, block: Block, what: str = "step") -> np.ndarray:
+        """A block's evaluated values, float64; one clear error for an empty or non-number cell."""
+        return _numbers(self.values, block, what)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """A named block's evaluated values (NaN where empty)."""
+        b = self.layout.blocks[name]
+        return self.values.block(b.sheet, b.row, b.col, b.n_rows, b.n_cols)
+
+    def token_text(self, token_id: int) -> str:
+        """A token's text as the workbook's vocabulary sheet holds it."""
+        blk = self.layout.blocks["vocab_text"]
+        v = self.values.value(blk.sheet, blk.row + token_id, blk.col)
+        return "" if v is None else str(v)
+
+
+def read_defined_names(path: Path) -> tuple[list[str], dict[str, str]]:
+    """Sheet names and workbook-level defined names, straight from xl/workbook.xml."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            root = ElementTree.fromstring(z.read("xl/workbook.xml"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory, not an .xlsx file") from None
+    except (zipfile.BadZipFile, KeyError, ElementTree.ParseError, OSError) as e:
+        raise UserError(f"{path} is not a readable .xlsx workbook ({e})") from None
+    sheets = [s.get("name", "") for s in root.iter(NS + "sheet")]
+    names = {n.get("name", ""): (n.text or "") for n in root.iter(NS + "definedName")
+             if n.get("localSheetId") is None}
+    return sheets, names
+
+
+def load_book(path: str | Path, engine: str = "fast", progress: bool | None = None,
+              architecture: Callable | None = None) -> BookContents:
+    """Evaluate a sheetgpt workbook and read its config, weights and token ids."""
+    path = Path(path)
+    sheets, names = read_defined_names(path)
+    if META_SHEET not in sheets or "tokens" not in names or "logits" not in names:
+        raise UserError(f"{path} was not made by sheetgpt (no {META_SHEET} sheet or tokens/logits names)")
+    values = evaluate(path, engine, progress)
+    meta = read_meta(values)
+    try:
+        layout = Layout(GPT2Config.from_dict(meta), int(meta["n_tokens"]), architecture)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{path}: the {META_SHEET} sheet is damaged ({e})") from None
+    for name, block in layout.blocks.items():
+        if not _same_range(names.get(name), block):
+            raise UserError(f"{path}: defined name {name!r} should be {block.ref()}, found "
+                            f"{names.get(name)!r}; the workbook's structure was changed")
+    shapes = param_shapes(layout.cfg)
+    params = {param: _numbers(values, blk, "weight").reshape(shapes[param]) for param, blk in layout.weights.items()}
+    ids = _read_ids(values, layout.blocks["tokens"], layout.cfg.vocab_size)
+    return BookContents(layout, GPT2Weights(layout.cfg, params), ids, values, meta)
+
+
+def _same_range(text: str | None, block: Block) -> bool:
+    """Whether a defined name's reference is the block's (programs spell it differently:
+    LibreOffice drops the quotes around a plain sheet name)."""
+    try:
+        ref = parse_range(text.lstrip("=")) if text else None
+    except AddressError:
+        return False
+    return (ref is not None and ref.sheet is not None and ref.sheet.upper() == block.sheet.upper()
+            and (ref.row0, ref.col0, ref.row1, ref.col1) == (block.row, block.col, block.row + block.n_rows - 1,
+                                                             block.col + block.n_cols - 1))
+
+
+def _numbers(values: EvaluatedBook, blk: Block, what: str) -> np.ndarray:
+    try:
+        arr = values.block(blk.sheet, blk.row, blk.col, blk.n_rows, blk.n_cols)
+    except CellValueError as e:
+        raise UserError(f"{what} cell {e.sheet}!{e.cell} holds {e.value!r}, not a number") from None
+    if np.isnan(arr).any():
+        i, j = np.argwhere(np.isnan(arr))[0]
+        raise UserError(f"{what} cell {blk.sheet}!{blk.cell(int(i), int(j))} is empty")
+    return arr
+
+
+def _read_ids(values: EvaluatedBook, blk: Block, vocab_size: int) -> list[int]:
+    ids = _numbers(values, blk, "token id")[:, 0]
+    for t, v in enumerate(ids):
+        if v != int(v) or not 0 <= v < vocab_size:
+            raise UserError(f"token id cell {blk.sheet}!{blk.cell(t, 0)} holds {v:g}: "
+                            f"token ids are whole numbers from 0 to {vocab_size - 1}")
+    return [int(v) for v in ids]

@@ -1,0 +1,168 @@
+"""What a component is, and the kinds of cells it asks the builder to write.
+
+A component is one part of the forward pass with its own sheet (its lesson page). When
+constructed it declares its sheet and blocks in the layout, holding the blocks it reads
+as objects. Then it says, in one place:
+- `compute(v)`: its NumPy computation, from the arrays of the blocks it reads to those it
+  declares (`v` maps block names to float64 arrays shaped like the blocks); the reference
+  forward pass is these computations composed;
+- `cells(inputs)`: its formulas and labels, one template per block in relative terms;
+- its words: the sheet title, a note on each block's first cell, a short page title and
+  the lesson text (HTML with Jinja2 expressions; `m` holds the model's sizes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+import numpy as np
+
+from ..a1 import quote_sheet
+from ..layout import Block, Layout, Sheet
+from ..xlsx import Style
+
+if TYPE_CHECKING:
+    from ..load import LoadedModel
+
+Values = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    """What a workbook is built from, beyond its layout."""
+
+    model: "LoadedModel"
+    prompt: str
+    ids: Sequence[int]
+
+
+@dataclass(frozen=True)
+class Formula:
+    """One shared formula over a rectangle, written for its top-left cell in relative terms.
+    Where `mask` is False a cell holds `fill` (None: it stays empty)."""
+
+    where: Block
+    text: str
+    style: int = Style.NUMBER
+    mask: np.ndarray | None = field(default=None, compare=False)
+    fill: float | None = None
+
+
+@dataclass(frozen=True)
+class CellFormulas:
+    """A plain formula in every cell (they differ beyond relative terms), row by row."""
+
+    where: Block
+    texts: Sequence[Sequence[str]]
+    style: int = Style.NUMBER
+
+
+@dataclass(frozen=True)
+class Constants:
+    """Numbers or text typed into cells, row by row."""
+
+    where: Block
+    values: Sequence[Sequence[object]]
+    style: int = Style.DEFAULT
+
+
+Cells = Formula | CellFormulas | Constants
+
+
+def column(block: Block, values: Iterable[object], style: int = Style.DEFAULT) -> Constants:
+    """Constants down a one-column block."""
+    return Constants(block, [[v] for v in values], style)
+
+
+def header(where: Block, labels: Sequence[object]) -> Constants:
+    """Column labels in the row above `where` (bold)."""
+    return Constants(Block("", where.sheet, where.row - 1, where.col, 1, len(labels)), [list(labels)], Style.HEADER)
+
+
+class Component:
+    """Base of every part of the forward pass; see the module docstring."""
+
+    stage = "output"  # sets the tab colour and the lesson section
+    kind = ""  # what kind of page the lesson makes of it (a template may single some out)
+    short_title = ""  # the lesson page's title
+    lesson = ""  # the lesson text: HTML with Jinja2 expressions (m: sizes, c: this component)
+    layer: int | None = None  # the transformer layer it belongs to, if any
+    decorated = True  # the sheet gets the standard title row and link back to the Guide
+
+    sheet: Sheet
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        self.declared: list[Block] = []  # named blocks, on its own sheet or another's
+        self.notes: dict[str, str] = {}  # block name -> note on its first cell
+        self.color_scales: list[Block] = []  # blocks shaded by value
+        self.reads: list[Block] = []  # blocks of other components it reads, in order of use
+
+    def add_sheet(self, name: str, title: str) -> Sheet:
+        self.sheet = self.layout.add_sheet(name, title, self.stage, owner=self)
+        return self.sheet
+
+    def add_block(self, name: str, n_rows: int, n_cols: int, note: str | None = None,
+                  sheet: Sheet | None = None, **where) -> Block:
+        block = self.layout.add_block(sheet or self.sheet, name, n_rows, n_cols, owner=self, **where)
+        self.declared.append(block)
+        if note:
+            self.notes[name] = note
+        return block
+
+    def read(self, *blocks: Block) -> None:
+        """Declare blocks of other components that this one's formulas read."""
+        self.reads.extend(b for b in blocks if b not in self.reads)
+
+    def compute(self, v: Values) -> None:
+        """Set v[name] for every step block this component declares."""
+
+    def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
+        """Everything the builder writes for this component, in writing order."""
+        return ()
+
+    def label(self, block: Block) -> str:
+        """What a reader calls one of its blocks (the lesson's list of what a step reads)."""
+        return block.name
+
+    def shape_of(self, block: Block) -> tuple[int, ...]:
+        """The tensor shape a block holds (a weight vector is one row of cells)."""
+        return block.shape
+
+    def sheet_options(self, inputs: BuildInputs):
+        """The sheet's options when they differ from every step sheet's (None: the usual)."""
+        return None
+
+
+# -- labels shared by many sheets --------------------------------------------------------
+def labels_column(rows: Block) -> Block:
+    """Column A beside a block: where the rows are named."""
+    return Block("", rows.sheet, rows.row, 1, rows.n_rows, 1)
+
+
+def position_labels(layout: Layout, rows: Block) -> CellFormulas:
+    """Column A of a block whose rows are positions: the live text of each position's token."""
+    text = layout.position_text
+    return CellFormulas(labels_column(rows),
+                        [[f"{quote_sheet(text.sheet)}!{text.cell(t, 0, True, True)}"] for t in range(rows.n_rows)],
+                        Style.DEFAULT)
+
+
+def numbered_header(block: Block) -> Constants:
+    """Row 2 above a block: its column numbers 0, 1, ..."""
+    return header(block, list(range(block.n_cols)))
+
+
+def head_rows(rows: Block, n_head: int) -> Constants:
+    """Column A of a block whose rows are (head, query position) pairs."""
+    T = rows.n_rows // n_head
+    return column(labels_column(rows), (f"head {h}, query {t}" for h in range(n_head) for t in range(T)))
+
+
+def key_header(block: Block) -> Constants:
+    return header(block, [f"key {s}" for s in range(block.n_cols)])
+
+
+def causal_mask(T: int, n_head: int = 1) -> np.ndarray:
+    """[n_head * T, T]: True where query t may see key s (s <= t)."""
+    return np.tile(np.tril(np.ones((T, T), dtype=bool)), (n_head, 1))

@@ -1,0 +1,87 @@
+"""The first sheet a newcomer reads: the model, the prompt, the live prediction, how to
+edit it, and a map of every sheet with links."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from ..a1 import quote_sheet
+from ..layout import Block, Layout
+from ..xlsx import SheetOptions, Style
+from .base import BuildInputs, CellFormulas, Cells, Component, Constants
+from .prediction import Prediction
+
+GUIDE_SHEET = "Guide"
+HOW_TO = [
+    "How to use it",
+    "1. Change a token id on the 'tokens' sheet (yellow cells): every later step recalculates, "
+    "and the prediction above changes.",
+    "2. Or change any weight on a weight sheet (named after the GPT-2 parameter it holds, e.g. h.0.attn.c_attn.weight).",
+    "3. Follow the forward pass sheet by sheet with the map below: each sheet's first row says "
+    "what it computes and its shape; click a cell to see its formula.",
+    "4. Each layer h0, h1, ...: layer norm, queries/keys/values, scores, softmax, weighted sum of values, "
+    "projection, residual; then layer norm, MLP with GELU, residual.",
+    "The number of tokens is fixed when the workbook is built: to use a longer prompt, build a new one "
+    "with: sheetgpt build \"your prompt\".",
+]
+PREDICTION_ROW, TOP_ROW, HOW_TO_ROW = 8, 10, 17
+
+
+class Guide(Component):
+    stage = "guide"
+    decorated = False
+
+    def __init__(self, layout: Layout, prediction: Prediction):
+        super().__init__(layout)
+        self.prediction = prediction
+        self.add_sheet(GUIDE_SHEET, "Start here: GPT-2 as a spreadsheet")
+        self.map_row = HOW_TO_ROW + len(HOW_TO) + 1  # the map's header row
+        p = prediction
+        self.read(p.top_text, p.top_probs, p.top_ids)
+
+    def _mapped(self) -> list:
+        return [s for s in self.layout.sheets if s.stage not in ("guide", "meta")]
+
+    def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
+        cfg, model, p = self.layout.cfg, inputs.model, self.prediction
+        about = (f"{model.name}: RANDOM weights, so its predictions are meaningless; it shows the mechanics"
+                 if model.random else f"{model.name}: trained GPT-2 weights")
+        yield _text(1, 1, "GPT-2 as a spreadsheet: every weight is a cell, every step a formula", Style.TITLE)
+        facts = [("Model", about),
+                 ("Shape", f"{cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, vocabulary "
+                           f"{cfg.vocab_size}, context {cfg.n_ctx}; {model.weights.n_params:,} weights"),
+                 ("Prompt", inputs.prompt), ("Tokens", len(inputs.ids))]
+        for r, (key, value) in enumerate(facts, 3):
+            yield _text(r, 1, key, Style.HEADER)
+            yield _text(r, 2, value)
+        yield _text(PREDICTION_ROW, 1, "Predicted next token", Style.HEADER)
+        yield _formula(PREDICTION_ROW, 2, p.top_text.at(0, 0), Style.INPUT)
+        yield _formula(PREDICTION_ROW, 3, p.top_probs.at(0, 0), Style.PERCENT)
+        yield Constants(Block("", GUIDE_SHEET, TOP_ROW, 1, 1, 4),
+                        [[f"Top {p.k}", "token", "probability", "token id"]], Style.HEADER)
+        for k in range(p.k):
+            r = TOP_ROW + 1 + k
+            yield _text(r, 1, k + 1)
+            yield _formula(r, 2, p.top_text.at(k, 0))
+            yield _formula(r, 3, p.top_probs.at(k, 0), Style.PERCENT)
+            yield _formula(r, 4, p.top_ids.at(k, 0), Style.INTEGER)
+        for i, line in enumerate(HOW_TO):
+            yield _text(HOW_TO_ROW + i, 1, line, Style.HEADER if i == 0 else Style.DEFAULT)
+        yield Constants(Block("", GUIDE_SHEET, self.map_row, 1, 1, 2), [["Map of the sheets", "what it holds"]],
+                        Style.HEADER)
+        for r, sheet in enumerate(self._mapped(), self.map_row + 1):
+            yield _text(r, 1, sheet.name, Style.LINK)
+            yield _text(r, 2, sheet.title)
+
+    def sheet_options(self, inputs: BuildInputs) -> SheetOptions:
+        links = [(f"A{r}", f"{quote_sheet(s.name)}!A1", f"go to {s.name}")
+                 for r, s in enumerate(self._mapped(), self.map_row + 1)]
+        return SheetOptions(tab_color="FFC000", col_widths=[(1, 1, 24), (2, 2, 60), (3, 4, 14)],
+                            hyperlinks=links, fit_width=True)
+
+
+def _text(row: int, col: int, value: object, style: int = Style.DEFAULT) -> Constants:
+    return Constants(Block("", GUIDE_SHEET, row, col, 1, 1), [[value]], style)
+
+
+def _formula(row: int, col: int, text: str, style: int = Style.DEFAULT) -> CellFormulas:
+    return CellFormulas(Block("", GUIDE_SHEET, row, col, 1, 1), [[text]], style)

@@ -1,0 +1,63 @@
+"""Linear layers and residual adds: the steps of a layer that work on each position alone."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from ..layout import Block, Layout
+from .base import BuildInputs, Cells, Component, Formula, Values, numbered_header, position_labels
+
+
+def layer_sheet(layer: int, kind: str) -> tuple[str, str]:
+    """Sheet and block name of a layer's step: ('h0 qkv', 'h0_qkv')."""
+    return f"h{layer} {kind}", f"h{layer}_{kind}"
+
+
+class Linear(Component):
+    """out = x @ W + b: each cell one MMULT of a row of x by a column of W, plus the bias."""
+
+    title = ""  # 'Layer {layer}: ...', followed by the shape
+    note = ""
+
+    def __init__(self, layout: Layout, layer: int, x: Block, weight: Block, bias: Block):
+        super().__init__(layout)
+        self.layer, self.x, self.weight, self.bias = layer, x, weight, bias
+        sheet, name = layer_sheet(layer, self.kind)
+        T, n = layout.T, weight.n_cols
+        self.add_sheet(sheet, f"{self.title.format(layer=layer)} [{T} x {n}]")
+        self.out = self.add_block(name, T, n, note=self.note)
+        self.read(x, weight, bias)
+
+    def compute(self, v: Values) -> None:
+        v[self.out.name] = v[self.x.name] @ v[self.weight.name] + v[self.bias.name]  # [T, n]
+
+    def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
+        yield Formula(self.out, f"MMULT({self.x.rows_ref(0)},{self.weight.col_ref(0)})"
+                                f"+{self.bias.span(0, 0, 0, 0, True, False)}")
+        yield position_labels(self.layout, self.out)
+        yield self.column_labels()
+
+    def column_labels(self) -> Cells:
+        return numbered_header(self.out)
+
+
+class Residual(Component):
+    """out = the stream + what a sub-layer adds to it."""
+
+    title = ""
+    note = ""
+
+    def __init__(self, layout: Layout, layer: int, stream: Block, delta: Block):
+        super().__init__(layout)
+        self.layer, self.stream, self.delta = layer, stream, delta
+        sheet, name = layer_sheet(layer, self.kind)
+        self.add_sheet(sheet, f"{self.title.format(layer=layer)} [{layout.T} x {stream.n_cols}]")
+        self.out = self.add_block(name, layout.T, stream.n_cols, note=self.note)
+        self.read(stream, delta)
+
+    def compute(self, v: Values) -> None:
+        v[self.out.name] = v[self.stream.name] + v[self.delta.name]  # [T, D]
+
+    def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
+        yield Formula(self.out, f"{self.stream.at(0, 0)}+{self.delta.at(0, 0)}")
+        yield position_labels(self.layout, self.out)
+        yield numbered_header(self.out)

@@ -1,0 +1,49 @@
+"""The last position's final row against every token's embedding: one logit per token."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from ..layout import Block, Layout
+from .base import BuildInputs, Cells, Component, Formula, Values, column, header, labels_column
+
+
+class Logits(Component):
+    """Column A the token id, B its text, C its logit (and D, from Prediction, its probability)."""
+
+    stage, kind, short_title = "output", "logits", "Logits: a score for every token"
+    lesson = """
+<p>Only the last position predicts the next token. Its final row ({{ m.D }} numbers) is
+compared with every row of the token-embedding matrix <code>wte</code>, the same matrix
+that turned ids into vectors at the start (<em>weight tying</em>): the logit of token
+<i>i</i> is the dot product of the two vectors (<code>SUMPRODUCT</code>). The more the
+final vector points the way of a token's embedding, the higher its logit.</p>
+<p>One cell per vocabulary entry: {{ "{:,}".format(m.V) }} logits. The probability column
+next to them applies the softmax, using the maximum and the sum computed on sheet
+<code>prediction</code>.</p>
+"""
+
+    def __init__(self, layout: Layout, final: Block, wte: Block, vocab: Block):
+        super().__init__(layout)
+        self.final, self.wte, self.vocab = final, wte, vocab
+        V = layout.cfg.vocab_size
+        self.add_sheet("logits", f"Logits for the next token: last position's ln_f row . each wte row [{V}]; "
+                                 "probabilities")
+        self.out = self.add_block("logits", V, 1, col=3, note=(
+            "The score of this vocabulary token as the next token: the last position's ln_f row dotted with the "
+            "token's row of wte (the same matrix as the input embedding: tied weights)."))
+        self.text = self.out.part(col=2)  # each token's text
+        self.read(final, wte)
+
+    def compute(self, v: Values) -> None:
+        last = v[self.final.name][-1]  # [D]: only the last position predicts
+        v[self.out.name] = (last @ v[self.wte.name].T)[:, None]  # [V, 1], tied unembedding
+
+    def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
+        T, D = self.final.shape
+        last = self.final.span(T - 1, 0, T - 1, D - 1, True, True)
+        yield Formula(self.out, f"SUMPRODUCT({last},{self.wte.rows_ref(0)})")
+        yield column(labels_column(self.out), np.arange(self.out.n_rows))
+        yield Formula(self.text, self.vocab.at(0, 0))
+        yield header(self.text, ["token", "logit", "probability"])
