@@ -1,12 +1,16 @@
-"""Regenerate the README's lesson screenshots with headless Chromium:
+"""Regenerate the README's screenshots from the bundled Shakespeare model:
 
     python docs/screenshots.py
 
-Exports the tiny model's lesson to a temporary directory, shoots the index and layer 0's
-attention page, and writes docs/lesson-index.png and docs/lesson-attention.png.
+Builds the book for PROMPT, renders its Guide sheet as LibreOffice prints it (soffice to
+PDF, first page only, then pdftoppm: needs libreoffice-calc-nogui and poppler-utils),
+exports the lesson and shoots its index and layer 0's attention page with headless
+Chromium. Writes docs/workbook-guide.png, docs/lesson-index.png, docs/lesson-attention.png.
 """
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -17,21 +21,44 @@ DOCS = Path(__file__).resolve().parent
 sys.path[:0] = [str(DOCS.parent), str(DOCS.parent / "tests")]  # a source checkout, installed or not
 from chromium import screenshot  # noqa: E402
 
+from sheetgpt.engines.lo_uno import RECALC_ALWAYS  # noqa: E402
 from sheetgpt.jobs import export  # noqa: E402
 
+PROMPT = "O Romeo, Romeo, wherefore art"
 SHOTS = {"lesson-index.png": ("index.html", 900), "lesson-attention.png": ("h0-probs.html", 1180)}
 WIDTH = 1200  # browser window; the PNGs are scaled to 900 px wide to stay small
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        export(None, "tiny", "Mike is quick. He moves", Path(tmp) / "lesson", progress=False)
+        lesson = Path(tmp) / "lesson"
+        export(None, "shakespeare", PROMPT, lesson, progress=False)
+        guide(lesson / "book.xlsx", Path(tmp))
         for name, (page, height) in SHOTS.items():
-            raw = screenshot(Path(tmp) / "lesson" / page, Path(tmp) / name, WIDTH, height)
-            img = Image.open(raw).convert("RGB")
-            img = img.resize((900, round(img.height * 900 / img.width)), Image.LANCZOS)
-            img.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(DOCS / name, optimize=True)
-            print(f"{DOCS / name}: {(DOCS / name).stat().st_size // 1024} KB")
+            save(Image.open(screenshot(lesson / page, Path(tmp) / name, WIDTH, height)), name)
+
+
+def guide(book: Path, tmp: Path) -> None:
+    """The Guide sheet, recalculated and printed by LibreOffice."""
+    profile = tmp / "profile"
+    (profile / "user").mkdir(parents=True)
+    (profile / "user" / "registrymodifications.xcu").write_text(RECALC_ALWAYS)
+    first_page = json.dumps({"PageRange": {"type": "string", "value": "1"}})
+    subprocess.run(["soffice", "--headless", f"-env:UserInstallation={profile.as_uri()}", "--convert-to",
+                    f"pdf:calc_pdf_Export:{first_page}", "--outdir", str(tmp), str(book)], check=True,
+                   capture_output=True)
+    subprocess.run(["pdftoppm", "-png", "-r", "110", "-f", "1", "-l", "1", str(tmp / "book.pdf"),
+                    str(tmp / "guide")], check=True)
+    page = Image.open(next(tmp.glob("guide*.png")))
+    w, h = page.size
+    save(page.crop((int(w * 0.05), int(h * 0.1), int(w * 0.95), int(h * 0.62))), "workbook-guide.png")
+
+
+def save(img: Image.Image, name: str) -> None:
+    img = img.convert("RGB")
+    img = img.resize((900, round(img.height * 900 / img.width)), Image.LANCZOS)
+    img.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(DOCS / name, optimize=True)
+    print(f"{DOCS / name}: {(DOCS / name).stat().st_size // 1024} KB")
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def _facts(book: BookContents, book_path: Path, out: Path) -> dict:
     except ValueError:  # the book lives elsewhere: links stay inside the lesson
         book_href = None
     return {
-        "model": str(meta.get("model", "?")), "random": bool(meta.get("random_weights")),
+        "model": book.model_name, "about": book.model_about, "random": bool(meta.get("random_weights")),
         "prompt": str(meta.get("prompt", "")), "tokens": tokens, "top": top,
         "book_name": book_path.name, "book_href": book_href, "version": __version__, "generator": GENERATOR,
         "T": L.T, "D": cfg.n_embd, "H": cfg.n_head, "dh": cfg.head_dim, "V": cfg.vocab_size,

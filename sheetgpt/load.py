@@ -28,9 +28,21 @@ class LoadedModel:
     tokenizer: Tokenizer
     random: bool  # True for tiny / small-random: predictions are meaningless (the UI says so)
 
+    @property
+    def about(self) -> str:
+        """What the model is, in a phrase: every place that shows a prediction says it."""
+        return describe(self.name, self.random)
 
-MODEL_NAMES = ("tiny", "small-random", "gpt2")
-DEFAULT_MODEL = "tiny"
+
+MODEL_NAMES = ("shakespeare", "tiny", "small-random", "gpt2")
+DEFAULT_MODEL = "shakespeare"
+SHAKESPEARE_DIR = Path(__file__).resolve().parent / "data" / "shakespeare"  # trained here: training/
+RANDOM_ABOUT = "RANDOM weights, so its predictions are meaningless; it shows the mechanics"
+ABOUT = {
+    "shakespeare": "a small GPT-2 trained on about 300k tokens of Shakespeare's plays, so it predicts "
+                   "Shakespearean words, not GPT-2's",
+    "gpt2": "GPT-2 small, the 124M-parameter model OpenAI trained",
+}
 TINY_CONFIG = GPT2Config(n_layer=2, n_head=2, n_embd=16, n_ctx=128, vocab_size=50257)
 SMALL_CONFIG = GPT2Config(n_layer=12, n_head=12, n_embd=768, n_ctx=1024, vocab_size=50257)
 RANDOM_SEED = 0  # seed of the named random models
@@ -45,7 +57,11 @@ _BUFFER = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")
 
 
 def load_model(spec: str, cache_dir: str | Path | None = None) -> LoadedModel:
-    """Load a model by name ("tiny", "small-random", "gpt2") or from a Hugging Face directory."""
+    """Load a model by name (see MODEL_NAMES) or from a Hugging Face directory."""
+    if spec == "shakespeare":
+        if not (SHAKESPEARE_DIR / "model.safetensors").is_file():
+            raise UserError(f"the bundled model is missing from this installation ({SHAKESPEARE_DIR})")
+        return _load_dir_model(SHAKESPEARE_DIR, spec)
     if spec == "tiny":
         return LoadedModel(spec, random_weights(TINY_CONFIG, RANDOM_SEED), Tokenizer.gpt2(), True)
     if spec == "small-random":
@@ -54,8 +70,13 @@ def load_model(spec: str, cache_dir: str | Path | None = None) -> LoadedModel:
         return _load_dir_model(_download_gpt2(cache_dir), "gpt2")
     if spec and Path(spec).is_dir():  # Path("") is the current directory
         return _load_dir_model(Path(spec), spec)
-    raise UserError(f"unknown model '{spec}': use tiny, small-random, gpt2 "
+    raise UserError(f"unknown model '{spec}': use {', '.join(MODEL_NAMES)} "
                     "or a directory with config.json and model.safetensors")
+
+
+def describe(name: str, random: bool) -> str:
+    """What a model is, from its name as given to --model (a workbook keeps it)."""
+    return ABOUT.get(name) or (RANDOM_ABOUT if random else "trained GPT-2 weights")
 
 
 def _load_dir_model(path: Path, name: str) -> LoadedModel:

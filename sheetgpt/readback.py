@@ -14,6 +14,7 @@ from .a1 import AddressError, parse_range
 from .engines import CellValueError, EvaluatedBook, evaluate
 from .errors import UserError
 from .layout import Block, Layout
+from .load import describe
 from .model import GPT2Config, GPT2Weights, param_shapes
 from .steps.metadata import META_SHEET, read_meta
 
@@ -38,6 +39,14 @@ class BookContents:
         """A named block's evaluated values (NaN where empty)."""
         b = self.layout.blocks[name]
         return self.values.block(b.sheet, b.row, b.col, b.n_rows, b.n_cols)
+
+    @property
+    def model_name(self) -> str:
+        return str(self.meta.get("model", "?"))
+
+    @property
+    def model_about(self) -> str:
+        return describe(self.model_name, bool(self.meta.get("random_weights")))
 
     def token_text(self, token_id: int) -> str:
         """A token's text as the workbook's vocabulary sheet holds it."""

@@ -187,7 +187,7 @@ def test_n_ctx_field_accepted(hf_model_dir, tmp_path):
 
 @pytest.mark.parametrize("spec", ["gpt3", "no/such/dir", ""])
 def test_unknown_model(spec):
-    with pytest.raises(UserError, match=r"unknown model .*use tiny, small-random, gpt2 or a directory"):
+    with pytest.raises(UserError, match=r"unknown model .*use shakespeare, tiny, small-random, gpt2 or a directory"):
         load_model(spec)
 
 
@@ -229,7 +229,7 @@ def test_gpt2_uses_cached_snapshot(hf_model_dir, hf_model, tmp_path, monkeypatch
 
 
 def test_model_names():
-    assert MODEL_NAMES == ("tiny", "small-random", "gpt2")
+    assert MODEL_NAMES == ("shakespeare", "tiny", "small-random", "gpt2")
 
 
 def test_tiny_deterministic():

@@ -43,8 +43,7 @@ class Guide(Component):
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         cfg, model, p = self.layout.cfg, inputs.model, self.prediction
-        about = (f"{model.name}: RANDOM weights, so its predictions are meaningless; it shows the mechanics"
-                 if model.random else f"{model.name}: trained GPT-2 weights")
+        about = f"{model.name}: {model.about}"
         yield _text(1, 1, "GPT-2 as a spreadsheet: every weight is a cell, every step a formula", Style.TITLE)
         facts = [("Model", about),
                  ("Shape", f"{cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, vocabulary "
