@@ -11,8 +11,11 @@ from dataclasses import dataclass
 MAX_ROWS, MAX_COLS = 1_048_576, 16_384  # Excel's sheet size
 
 _CELL = r"(\$?)([A-Za-z]{1,3})(\$?)([0-9]+)"
-_RANGE = re.compile(rf"^(?:(?:'((?:[^']|'')+)'|([^'!:]+))!)?{_CELL}(?::{_CELL})?$")
-_WHOLE = re.compile(r"^(?:(?:'(?:[^']|'')+'|[^'!:]+)!)?\$?([A-Za-z]{1,3}|[0-9]+):\$?([A-Za-z]{1,3}|[0-9]+)$")
+# a sheet name goes unquoted only if it is letters, digits, '_' and '.' (else 'quote it'):
+# so D3/prediction!$B$4 is two references and an operator, not one on sheet "D3/prediction"
+_UNQUOTED = r"[\w.]+"
+_RANGE = re.compile(rf"^(?:(?:'((?:[^']|'')+)'|({_UNQUOTED}))!)?{_CELL}(?::{_CELL})?$")
+_WHOLE = re.compile(rf"^(?:(?:'(?:[^']|'')+'|{_UNQUOTED})!)?\$?([A-Za-z]{{1,3}}|[0-9]+):\$?([A-Za-z]{{1,3}}|[0-9]+)$")
 
 
 class AddressError(ValueError):

@@ -14,8 +14,9 @@ import numpy as np
 from .errors import UserError
 
 from .load import DEFAULT_MODEL
-MODEL_HELP = ("tiny (default: bundled, random weights, offline), gpt2 (GPT-2 small from the Hugging Face "
-              "Hub, cached), small-random (GPT-2 small shapes, random weights), or a directory with "
+MODEL_HELP = ("shakespeare (default: bundled, offline, a small GPT-2 trained on Shakespeare), tiny (bundled, "
+              "random weights, for the mechanics), gpt2 (GPT-2 small from the Hugging Face Hub, cached), "
+              "small-random (GPT-2 small shapes, random weights), or a directory with "
               "config.json and model.safetensors (or pytorch_model.bin)")
 
 
@@ -33,11 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sheetgpt: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("sheetgpt: interrupted", file=sys.stderr)
-        return 130
+        _exit_at_once("sheetgpt: interrupted", 130)
+    except BrokenPipeError:  # e.g. | head: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
     except _Terminated:
-        print("sheetgpt: terminated", file=sys.stderr)
-        return 143
+        _exit_at_once("sheetgpt: terminated", 143)
     except MemoryError:
         print("sheetgpt: error: out of memory", file=sys.stderr)
         return 2
@@ -47,6 +49,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sheetgpt: internal error: {type(e).__name__}: {e} (set SHEETGPT_DEBUG=1 for details)",
               file=sys.stderr)
         return 3
+
+
+def _exit_at_once(message: str, code: int) -> None:
+    """After an interrupt the work is already undone (the writer removed its temporary file,
+    workers die with this process): exit now, without interpreter shutdown, whose finalizers
+    may run on state the interrupt left halfway (a zip part, a worker pool) and print or hang."""
+    print(message, file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 class _Terminated(BaseException):
@@ -71,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("prompt", metavar="PROMPT")
     b.add_argument("--model", "-m", default=DEFAULT_MODEL, help=MODEL_HELP)
     b.add_argument("-o", "--output", type=Path, help="where to write (default: out/sheetgpt-MODEL.xlsx)")
+    b.add_argument("--compact", action="store_true",
+                   help="omit the optional cell addresses (r=) where cells follow on: about 30%% smaller; "
+                        "Excel, LibreOffice and sheetgpt read such files, Gnumeric and IronCalc do not")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     b.set_defaults(run=_build)
 
@@ -145,11 +163,12 @@ def _progress(args) -> bool | None:
 def _build(args) -> int:
     from .jobs import build
 
-    built = build(args.model, args.prompt, args.output, progress=False if args.quiet else None)
+    built = build(args.model, args.prompt, args.output, progress=False if args.quiet else None,
+                  compact=args.compact)
     result = built.result
-    note = " (random weights: the prediction shows the mechanics, not language)" if built.model.random else ""
     print(f"wrote {result.path}: {len(result.ids)} tokens, {result.n_cells:,} cells of which "
-          f"{result.n_formulas:,} formulas, {built.size / 1e6:.1f} MB{note}")
+          f"{result.n_formulas:,} formulas, {built.size / 1e6:.1f} MB (model {built.model.name}: "
+          f"{built.model.about})")
     return 0
 
 
@@ -174,13 +193,17 @@ def _check(args) -> int:
               f"{'ok' if s.ok else 'DIFFERS at ' + str(s.cell) + ': ' + str(s.detail)}")
     for line in report.inputs:
         print(line)
+    for e in report.errors:
+        print(f"error value: {e['sheet']}!{e['cell']} holds {e['value']}")
     for f in report.lint:
         print(f"portability: {f.sheet}!{f.cell}: {f.message}" if f.sheet else f"portability: {f.message}")
     if report.ok:
         print(f"PASS: all {len(report.steps)} steps agree with the NumPy reference within {tol:g} (relative)")
         return 0
     f = report.first_failure
-    if f["step"] == "lint":
+    if f["step"] == "errors":
+        print(f"FAIL: every step agrees, but sheet {f['sheet']!r} cell {f['cell']} holds an error value")
+    elif f["step"] == "lint":
         print(f"FAIL: every step agrees, but {len(report.lint)} constructs may compute differently in Excel or "
               f"LibreOffice (first: sheet {f['sheet']!r}, cell {f['cell']})")
     else:
@@ -191,15 +214,16 @@ def _check(args) -> int:
 def _eval(args) -> int:
     from .jobs import evaluate_top
 
-    top, logits = evaluate_top(args.book, args.top, args.engine, _progress(args))
+    top, logits, about = evaluate_top(args.book, args.top, args.engine, _progress(args))
     if args.logits:
         try:
             np.save(args.logits, logits)
         except OSError as e:
             raise UserError(f"cannot write {args.logits}: {e.strerror or e}") from None
     if args.json:
-        print(json.dumps({"top": [vars(t) for t in top]}))
+        print(json.dumps({"top": [vars(t) for t in top], "model": about}))
         return 0
+    print(f"next token after the prompt, as the workbook computes it ({about}):")
     for rank, t in enumerate(top, 1):
         print(f"{rank:>3}. {t.token!r:<20} id {t.id:>6}  p={t.prob:.4g}  logit={t.logit:.6g}")
     return 0

@@ -26,10 +26,11 @@ class Built:
     size: int  # bytes on disk
 
 
-def build(model_spec: str, prompt: str, out: Path | None = None, progress: bool | None = None) -> Built:
+def build(model_spec: str, prompt: str, out: Path | None = None, progress: bool | None = None,
+          compact: bool = False) -> Built:
     """Load the model, tokenize and lay out once, then write the workbook atomically."""
     model = load_model(model_spec)
-    plan = plan_book(model, prompt)
+    plan = plan_book(model, prompt, compact=compact)
     out = out or Path("out") / f"sheetgpt-{_slug(model.name)}.xlsx"
     if out.suffix.lower() != ".xlsx":
         raise UserError(f"the output file must end in .xlsx, got {out}")
@@ -55,15 +56,15 @@ class Ranked:
 
 
 def evaluate_top(book: Path, k: int, engine: str = "fast",
-                 progress: bool | None = None) -> tuple[list[Ranked], np.ndarray]:
-    """The workbook's own top-k next tokens and its last-position logits, from its formulas."""
+                 progress: bool | None = None) -> tuple[list[Ranked], np.ndarray, str]:
+    """The workbook's own top-k next tokens, its last-position logits, and what its model is."""
     if k < 1:
         raise UserError("--top must be at least 1")
     contents = load_book(book, engine, progress)
     logits = contents.numbers(contents.layout.blocks["logits"], "logit")[:, 0]
     probs = softmax(logits)
     top = [Ranked(int(i), contents.token_text(int(i)), float(probs[i]), float(logits[i])) for i in top_k(logits, k)]
-    return top, logits
+    return top, logits, f"model {contents.model_name}: {contents.model_about}"
 
 
 def export(book: Path | None, model_spec: str | None, prompt: str | None, out_dir: Path,

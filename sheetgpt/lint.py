@@ -114,6 +114,13 @@ def formula_problems(text: str, names: dict[str, str]) -> list[tuple[str, str]]:
             return ref is not None and ref.shape != (1, 1)
         return False
 
+    def holds_range(node) -> bool:
+        if isinstance(node, (Binary,)):
+            return holds_range(node.left) or holds_range(node.right)
+        if isinstance(node, Unary):
+            return holds_range(node.arg)
+        return multi_cell(node)
+
     def walk(node, array: bool, as_range: bool) -> None:
         if multi_cell(node) and not array and not as_range:
             problems.append(("implicit-intersection", "a range used where one value is expected: Excel 365 "
@@ -122,6 +129,10 @@ def formula_problems(text: str, names: dict[str, str]) -> list[tuple[str, str]]:
         if isinstance(node, Call):
             name = node.name
             facts = _facts(name)
+            if array and not facts.array_args and not facts.range_args and any(map(holds_range, node.args)):
+                problems.append(("elementwise-function", f"{name} applied to every cell of a range inside an "
+                                 "array function: Gnumeric takes one cell instead; compute it in a cell per "
+                                 "element and sum those"))
             if facts.needs_prefix:
                 problems.append(("xlfn-prefix", f"{name} must be written _xlfn.{name} in the file, or Excel "
                                  "shows #NAME?"))

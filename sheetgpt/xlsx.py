@@ -1,8 +1,9 @@
 """A small streaming .xlsx (OOXML SpreadsheetML) writer.
 
 Sheets are streamed row by row into the zip, so a sheet's XML is never held whole in
-memory. Cells carry the optional `r=` attribute only after a gap and on shared formulas
-(ECMA-376 makes it optional; openpyxl needs it to place a shared formula). Strings are inline, so each
+memory. Every cell carries its `r=` address unless the book is compact: ECMA-376 makes it
+optional, but Gnumeric misplaces cells without it and IronCalc refuses them. A compact
+book has it only after a gap and on shared formulas (openpyxl needs it to place those). Strings are inline, so each
 sheet is self-contained. The file is deterministic: fixed zip timestamps, fixed order.
 Formula cells carry no cached value: the workbook asks to be fully recalculated on load.
 """
@@ -117,8 +118,9 @@ def _shared_template(col: int, n: int, si: int, style: int) -> bytes:
 Run = tuple[int, int, bytes]  # first column (1-based), number of cells, their XML
 
 
-def row_xml(row: int, runs: Iterable[Run]) -> bytes:
-    """A <row> from runs of consecutive cells; a run that does not follow on gets r=."""
+def row_xml(row: int, runs: Iterable[Run], cell_refs: bool = True) -> bytes:
+    """A <row> from runs of consecutive cells. With cell_refs every cell names itself (r=);
+    without, only a cell that does not follow on from the previous one does."""
     parts = [b'<row r="%d">' % row]
     next_col = 1
     for col, n, xml in sorted(runs, key=lambda run: run[0]):
@@ -126,12 +128,26 @@ def row_xml(row: int, runs: Iterable[Run]) -> bytes:
             continue
         if col < next_col:
             raise ValueError(f"overlapping cells in row {row} at column {col}")
-        if col != next_col and not xml.startswith(b"<c r="):  # name the first cell after a gap: <c r="D7" ...
+        if cell_refs:
+            xml = _name_cells(xml, col, row)
+        elif col != next_col and not xml.startswith(b"<c r="):  # name the first cell after a gap: <c r="D7" ...
             xml = xml[:2] + f' r="{col_letter(col)}{row}"'.encode() + xml[2:]
         parts.append(xml)
         next_col = col + n
     parts.append(b"</row>")
     return b"".join(parts)
+
+
+def _name_cells(xml: bytes, col: int, row: int) -> bytes:
+    """Give every cell of a run its r= (cell XML never holds a literal '<c': text is escaped)."""
+    cells = xml.split(b"<c")[1:]
+    return b"".join(b"<c" + cell if cell.startswith(b' r="') else b'<c r="%s%d"' % (_letters(col + k), row) + cell
+                    for k, cell in enumerate(cells))
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _letters(col: int) -> bytes:
+    return col_letter(col).encode()
 
 
 @dataclass
@@ -161,7 +177,8 @@ class WorkbookWriter:
 
     def __enter__(self) -> "WorkbookWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        remove_stale_temporaries(self.path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.{os.getpid()}.", suffix=".tmp", dir=self.path.parent)
         self._tmp = Path(tmp)
         self._file = os.fdopen(fd, "wb")
         self._zip = zipfile.ZipFile(self._file, "w", compression=zipfile.ZIP_DEFLATED,
@@ -191,6 +208,7 @@ class WorkbookWriter:
                 close()
             except BaseException:
                 pass
+        self._zip.fp = None  # the file is closed: ZipFile.__del__ must not try again (and print)
         self._tmp.unlink(missing_ok=True)
 
     def _part(self, name: str, force_zip64: bool = False):
@@ -289,6 +307,29 @@ class WorkbookWriter:
             f"{overrides}</Types>"))
 
 
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary files that killed earlier builds of `path` left beside it: only
+    names of this writer's pattern (.NAME.PID.XXXX.tmp), only when process PID is gone."""
+    pattern = re.compile(r"^\." + re.escape(path.name) + r"\.([0-9]+)\.[A-Za-z0-9_]+\.tmp$")
+    removed = []
+    for candidate in path.parent.iterdir():
+        m = pattern.match(candidate.name)
+        if m and not _process_alive(int(m.group(1))) and candidate.is_file():
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def _new_file_mode(path: Path) -> int:
     """The mode a plainly created file would get (mkstemp's is 0600), or the replaced file's."""
     try:
@@ -367,9 +408,10 @@ def _notes_vml(notes: Sequence[tuple[int, int, str]], drawing: int) -> str:
             + "".join(shapes) + "</xml>")
 
 
-def float32_rows(values: np.ndarray, first_row: int, first_label: int = 0, label_style: int = 0) -> bytes:
+def float32_rows(values: np.ndarray, first_row: int, first_label: int = 0, label_style: int = 0,
+                 cell_refs: bool = True) -> bytes:
     """<row> elements for a float32 matrix: column A holds the row index (counting from
-    first_label), data from column B.
+    first_label), data from column B; with cell_refs every cell carries its r=.
 
     Each value gets the shorter of %.8g and %.9g that reads back as exactly the same
     float32 (8 digits suffice for ~99% of values; 9 always do).
@@ -384,8 +426,16 @@ def float32_rows(values: np.ndarray, first_row: int, first_label: int = 0, label
     for i in np.flatnonzero(back != flat).tolist():
         tokens[i] = b"%.9g" % as_float[i]
     s = f' s="{label_style}"' if label_style else ""
-    head = f'<row r="%d"><c{s}><v>%d</v></c><c><v>'.encode()
     out = []
+    if cell_refs:  # one template per sheet: the row number is the only thing that changes
+        row_template = (f'<row r="@"><c r="A@"{s}><v>%d</v></c>'.encode()
+                        + b"".join(b'<c r="%s@"><v>%%s</v></c>' % _letters(2 + j) for j in range(n_cols))
+                        + b"</row>")
+        for r in range(n_rows):
+            out.append(row_template.replace(b"@", b"%d" % (first_row + r))
+                       % (first_label + r, *tokens[r * n_cols:(r + 1) * n_cols]))
+        return b"".join(out)
+    head = f'<row r="%d"><c{s}><v>%d</v></c><c><v>'.encode()
     for r in range(n_rows):
         out.append(head % (first_row + r, first_label + r))
         out.append(b"</v></c><c><v>".join(tokens[r * n_cols:(r + 1) * n_cols]))

@@ -1,7 +1,10 @@
-"""Refactoring guard: workbooks built now are byte-identical to those built before the
-forward pass was split into components (digests recorded at commit 6e9d6a5, the last one
-before that change). A digest changes only when the workbook's content does: update it
-in the same commit as a deliberate change to what the builder writes, and say why."""
+"""Refactoring guard: workbooks are byte-identical to the ones recorded here. The digests
+were first recorded at commit 6e9d6a5 and reproduced by the step redesign (75b3bf6); a
+digest changes only when the workbook's content does: update it in the same commit as a
+deliberate change to what the builder writes, and say why there.
+
+Changes since: r= on every cell by default and the vocabulary softmax as a SUM of per-cell
+exps (issue #12: Gnumeric and IronCalc compute such books right)."""
 from __future__ import annotations
 
 import dataclasses
@@ -22,20 +25,22 @@ LONG_PROMPT = ("To be, or not to be, that is the question: whether 'tis nobler i
 # (model fixture, prompt) -> SHA-256 of the .xlsx
 DIGESTS = {
     ("tiny", "short"):
-        "695e1ad487ecbc1ad53b72ea57b52f83904db59e4b230b93b472c4b1a45df3f1",
+        "091444eededcec7ba2a49e0a4a64c8c949e8880c1cf21a4142ce0fae75d0a959",
     ("tiny", "long"):
-        "25b4ee3923bf39fc22ecc55d6326196307c6f05643eb4a64c470ff8f98170649",
+        "7fc482bfe6d7f13ef0c57c6c94955e25ba6efa97aa0d0900fa6c3714dd7ddaa1",
     ("small_dir", "short"):
-        "6c81cbafab12406443ee7ac0940943852fd4fcae2caecf07db5d10c47fa9d479",
+        "89a3217b111a10a83df9274c18a626d69233f0f951bc0b52ddd8aa5465eeec6b",
     ("small_dir", "long"):
-        "812f76e90221c474852a87301319721b271c324d878da03ffa79766c6cf99982",
+        "86f3e3f913313cb185494ba65bcee0f273a3196e1ff2727926fd1c249e759772",
     ("hf_dir", "short"):
-        "645363b0fff0e28f603d9562c388fed3248b310e64a0886d1666d4729c9e7fc6",
+        "1c72697449701b88e4d6a8847b6247bb89a255b69818963dcca30b27ab0c580d",
+    ("tiny-compact", "short"):
+        "2a32c4678438840e2a8f30c2ce0a79cedf7edecbbb8bff4de55b45e77ff1d3d5",
     ("hf_dir", "long"):
-        "5b860c90c19f38c95f568c04b52b4d82b3359aafb241fd05a81557e1795063ce",
+        "36eed5a3c8af14047c3bdeaada12753e1452b3e8b25402adb1f3e649e870fdc8",
 }
 SLOW_DIGESTS = {("small-random", "short"):
-        "ce02806922fcfe4f11a4478ced3ac130e6c586114e5514957c8068ea663393bb"}
+        "09d0c866198aa0e9bb138bbf23db36cd81c9c57c59d71d525ea970a2ab00ea60"}
 PROMPTS = {"short": {"tiny": TINY_PROMPT, "small_dir": SMALL_PROMPT, "hf_dir": TINY_PROMPT,
                      "small-random": TINY_PROMPT},
            "long": {"tiny": LONG_PROMPT, "small_dir": "The sheet is the sheet is", "hf_dir": LONG_PROMPT[:90]}}
@@ -55,7 +60,8 @@ def _model(kind: str, request: pytest.FixtureRequest):
 
 def _build_digest(kind: str, length: str, request, tmp_path: Path) -> str:
     out = tmp_path / "book.xlsx"
-    build_workbook(_model(kind, request), PROMPTS[length][kind], out, progress=False)
+    model, compact = kind.removesuffix("-compact"), kind.endswith("-compact")
+    build_workbook(_model(model, request), PROMPTS[length][model], out, progress=False, compact=compact)
     return digest(out)
 
 

@@ -38,6 +38,9 @@ BASE = {"A1": 1, "A2": 2, "A3": 3}
     ("=A1:A3*2", "implicit-intersection"),
     ("=EXP(A1:A3)", "implicit-intersection"),
     ("=A1:A3", "implicit-intersection"),
+    # Gnumeric 1.12 intersects a scalar function's range argument even inside SUMPRODUCT
+    ("=SUMPRODUCT(EXP(A1:A3-1))", "elementwise-function"),
+    ("=MMULT(TANH(A1:C1),A1:A3)", "elementwise-function"),
     ("=VAR.P(A1:A3)", "xlfn-prefix"),
     ("=STDEV.S(A1:A3)", "xlfn-prefix"),
     ('=WEBSERVICE("http://example.invalid")', "function"),
@@ -52,7 +55,7 @@ def test_flagged_formulas(tmp_path, formula, rule):
 
 
 @pytest.mark.parametrize("formula", [
-    "=SUMPRODUCT(EXP(A1:A3-1))",
+    "=SUMPRODUCT(EXP(A1-1)*A1:A3)",
     "=SUMPRODUCT((A1:A3-A2)^2)/3",
     "=MMULT(A1:C1,A1:A3)",
     "=SUM(A1:A3)+MAX(A1:A3)",
@@ -100,7 +103,7 @@ def test_builder_books_are_clean(tmp_path):
 
 def test_lint_command(tmp_path):
     bad = write(tmp_path / "bad.xlsx", dict(BASE, B5="=SUM(EXP(A1:A3))"))
-    good = write(tmp_path / "good.xlsx", dict(BASE, B5="=SUMPRODUCT(EXP(A1:A3))"))
+    good = write(tmp_path / "good.xlsx", dict(BASE, B5="=SUMPRODUCT(A1:A3*A1:A3)"))
     run = lambda *a: subprocess.run([sys.executable, "-m", "sheetgpt", "lint", *a], capture_output=True, text=True)
     r = run(str(bad), "--json")
     assert r.returncode == 1 and json.loads(r.stdout)["findings"][0]["cell"] == "B5"

@@ -466,6 +466,16 @@ class Generator:
 
 # --- running one mutation -----------------------------------------------------------------------
 
+def _error_shown(values, failure: dict | None) -> str | None:
+    """When check failed on an error value: that the named cell really holds one, read here."""
+    if not failure or failure["step"] != "errors":
+        return None
+    m = re.fullmatch(r"([A-Z]+)([0-9]+)", failure["cell"])
+    col = sum((ord(ch) - 64) * 26 ** k for k, ch in enumerate(reversed(m.group(1))))
+    v = values.value(failure["sheet"], int(m.group(2)), col)
+    return f"{failure['sheet']}!{failure['cell']} holds {v}" if isinstance(v, str) and v.startswith("#") else None
+
+
 @dataclass
 class Outcome:
     category: str  # caught, missed, misnamed, unchanged, within_tol, wrongly_failed, bad_input, unclear_error, crashed
@@ -551,6 +561,9 @@ class Judge:
                 return Outcome("misnamed", True, f"{what}: the mutated cell is in step {own_step} but the first "
                                                  f"step that changes is {name}")
             return Outcome("caught", True, f"{what}: {name} at {cell_}", cell_named=named)
+        shown = _error_shown(self.captured.values, rep.first_failure)
+        if shown is not None:  # a label or Guide cell now shows an error value: check names it
+            return Outcome("caught", True, f"{what}: {shown}", cell_named="error value")
         lint_only = (not rep.ok and rep.first_failure and rep.first_failure["step"] == "lint"
                      and all(s.ok for s in rep.steps))
         if rep.ok or lint_only:

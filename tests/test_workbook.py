@@ -178,7 +178,7 @@ def test_defined_names_small(small_book, small_model, small_vocab_dir, small_wb)
         kinds = {ws.cell(r0 + i, c0 + j).data_type for i in range(n) for j in range(m)
                  if ws.cell(r0 + i, c0 + j).value is not None}
         assert "f" in kinds, f"{step}: no formula in its block {sheet}!{ref}"
-        if step not in ("next_probs",):  # probabilities are shown beside the logits
+        if step not in ("next_exp", "next_probs"):  # the softmax over the vocabulary sits beside the logits
             assert sheet_order.index(sheet) >= last, f"{step} on {sheet} is out of forward order"
             last = sheet_order.index(sheet)
 

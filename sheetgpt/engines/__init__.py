@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .base import CellValueError, EvaluatedBook, FormulaCell
 
-ENGINES = ("fast", "formulas", "libreoffice")
+ENGINES = ("fast", "formulas", "libreoffice", "ironcalc", "gnumeric")
 
 
 def evaluate(path: str | Path, engine: str = "fast", progress: bool | None = None) -> EvaluatedBook:
@@ -24,6 +24,12 @@ def evaluate(path: str | Path, engine: str = "fast", progress: bool | None = Non
     if engine == "formulas":
         from .formulas_engine import evaluate_with_formulas
         return evaluate_with_formulas(Path(path), progress)
+    if engine == "ironcalc":
+        from .peers import evaluate_with_ironcalc
+        return evaluate_with_ironcalc(Path(path), progress)
+    if engine == "gnumeric":
+        from .peers import evaluate_with_gnumeric
+        return evaluate_with_gnumeric(Path(path), progress)
     raise ValueError(f"unknown engine {engine!r}: choose from {', '.join(ENGINES)}")
 
 

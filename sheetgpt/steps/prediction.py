@@ -37,6 +37,8 @@ runs everything again.</p>
 {% if m.random %}
 <p>This model's weights are random, so its favourites are arbitrary tokens: the
 arithmetic is exactly GPT-2's, the knowledge is missing.</p>
+{% else %}
+<p>The model here is {{ m.model }}: {{ m.about }}.</p>
 {% endif %}
 """
 
@@ -46,11 +48,13 @@ arithmetic is exactly GPT-2's, the knowledge is missing.</p>
         self.add_sheet("prediction", f"Predicted next token: softmax over the logits and the top {k} [{k} x 3]")
         self.max = self.add_block("next_max", 1, 1, row=3, note="The largest logit, subtracted before EXP so it "
                                                                 "cannot overflow.")
+        V, beside = self.logits.n_rows, self.logits.col
+        self.exp = self.add_block("next_exp", V, 1, col=beside + 1, sheet=logits.sheet, note=(
+            "exp(logit - max): the softmax's numerator for this token (the max keeps EXP from overflowing)."))
         self.sum = self.add_block("next_sum", 1, 1, row=4, note="The sum of exp(logit - max) over the whole "
-                                                                "vocabulary.")
-        self.probs = self.add_block("next_probs", self.logits.n_rows, 1, col=self.logits.col + 1, sheet=logits.sheet,
-                                    note=(
-            "The probability of this token: exp(logit - max) / sum of exps (a softmax over the vocabulary)."))
+                                                                "vocabulary: SUM of the exp column on sheet logits.")
+        self.probs = self.add_block("next_probs", V, 1, col=beside + 2, sheet=logits.sheet, note=(
+            "The probability of this token: its exp / the sum of all the exps (a softmax over the vocabulary)."))
         self.top_logits = self.add_block("top_logits", k, 1, row=8, col=3, note="LARGE finds the k-th largest logit.")
         self.top_ids = self.add_block("top_ids", k, 1, row=8, col=2, note=(
             "MATCH finds which token has that logit (its row in logits, minus 1 because ids start at 0)."))
@@ -67,6 +71,7 @@ arithmetic is exactly GPT-2's, the knowledge is missing.</p>
         total = e.sum()
         top = top_k(logits, self.k)  # [k]
         v[self.max.name], v[self.sum.name] = np.array([[m]]), np.array([[total]])
+        v[self.exp.name] = e[:, None]  # [V, 1]
         v[self.probs.name] = (e / total)[:, None]  # [V, 1]
         v[self.top_logits.name] = logits[top][:, None]  # [k, 1]
         v[self.top_ids.name] = top.astype(np.float64)[:, None]
@@ -75,11 +80,12 @@ arithmetic is exactly GPT-2's, the knowledge is missing.</p>
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         logits, here = self.logits.name, self.max.sheet
         mx, total = self.max.cell(0, 0, True, True), self.sum.cell(0, 0, True, True)
-        yield Formula(self.probs, f"EXP({self.logits.cell(0, 0)}-{quote_sheet(here)}!{mx})/{quote_sheet(here)}!{total}",
-                      Style.PERCENT)
+        # per-cell exps summed by SUM: EXP over a range inside SUMPRODUCT is intersected to one cell by Gnumeric
+        yield Formula(self.exp, f"EXP({self.logits.cell(0, 0)}-{quote_sheet(here)}!{mx})")
+        yield Formula(self.probs, f"{self.exp.cell(0, 0)}/{quote_sheet(here)}!{total}", Style.PERCENT)
         yield Formula(self.max, f"MAX({logits})")
         yield Constants(labels_column(self.max), [["largest logit"]])
-        yield Formula(self.sum, f"SUMPRODUCT(EXP({logits}-{mx}))")
+        yield Formula(self.sum, f"SUM({self.exp.name})")
         yield Constants(labels_column(self.sum), [["sum of exp(logit - max)"]])
         yield Formula(self.top_logits, f"LARGE({logits},$A{self.top_logits.row})")
         yield column(labels_column(self.top_logits), range(1, self.k + 1))

@@ -10,7 +10,7 @@ from .base import BuildInputs, Cells, Component, Formula, Values, column, header
 
 
 class Logits(Component):
-    """Column A the token id, B its text, C its logit (and D, from Prediction, its probability)."""
+    """Column A the token id, B its text, C its logit (then, from Prediction, exp and probability)."""
 
     stage, kind, short_title = "output", "logits", "Logits: a score for every token"
     lesson = """
@@ -19,9 +19,9 @@ compared with every row of the token-embedding matrix <code>wte</code>, the same
 that turned ids into vectors at the start (<em>weight tying</em>): the logit of token
 <i>i</i> is the dot product of the two vectors (<code>SUMPRODUCT</code>). The more the
 final vector points the way of a token's embedding, the higher its logit.</p>
-<p>One cell per vocabulary entry: {{ "{:,}".format(m.V) }} logits. The probability column
-next to them applies the softmax, using the maximum and the sum computed on sheet
-<code>prediction</code>.</p>
+<p>One cell per vocabulary entry: {{ "{:,}".format(m.V) }} logits. The two columns next to
+them apply the softmax: exp(logit &minus; max), then that divided by the sum of all of
+them, with the maximum and the sum computed on sheet <code>prediction</code>.</p>
 """
 
     def __init__(self, layout: Layout, final: Block, wte: Block, vocab: Block):
@@ -46,4 +46,4 @@ next to them applies the softmax, using the maximum and the sum computed on shee
         yield Formula(self.out, f"SUMPRODUCT({last},{self.wte.rows_ref(0)})")
         yield column(labels_column(self.out), np.arange(self.out.n_rows))
         yield Formula(self.text, self.vocab.at(0, 0))
-        yield header(self.text, ["token", "logit", "probability"])
+        yield header(self.text, ["token", "logit", "exp(logit - max)", "probability"])

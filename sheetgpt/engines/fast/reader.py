@@ -100,8 +100,11 @@ def _parse_small_xml(z: zipfile.ZipFile, name: str) -> ElementTree.Element:
         raise FileError(f"{name} is not well-formed XML ({e})") from None
 
 
-def read_workbook(path: str | Path, progress=None, workers: int | None = None) -> Workbook:
-    """Read every sheet; big workbooks are read by `workers` processes (default: one per core)."""
+def read_workbook(path: str | Path, progress=None, workers: int | None = None, cached: bool = False,
+                  only: set[str] | None = None) -> Workbook:
+    """Read every sheet (or those named in `only`); big workbooks are read by `workers`
+    processes (default: one per core). With `cached`, a formula cell holds the value the
+    program that wrote the file stored for it, not its formula (for other engines' output)."""
     path = Path(path)
     try:
         z = zipfile.ZipFile(path)
@@ -128,18 +131,19 @@ def read_workbook(path: str | Path, progress=None, workers: int | None = None) -
                 target = target.lstrip("/") if target.startswith("/") else "xl/" + target
                 rels[rel.get("Id")] = target
         shared_strings = _read_shared_strings(z) if "xl/sharedStrings.xml" in z.namelist() else []
-        entries = [(s.get("name", ""), rels.get(s.get(f"{{{NS_REL}}}id"))) for s in wb.iter(f"{{{NS_MAIN}}}sheet")]
+        entries = [(s.get("name", ""), rels.get(s.get(f"{{{NS_REL}}}id"))) for s in wb.iter(f"{{{NS_MAIN}}}sheet")
+                   if only is None or s.get("name", "") in only]
         for name, part in entries:
             if part is None or part not in z.namelist():
                 raise FileError(f"{path}: sheet {name!r} has no worksheet part")
         if workers is None:
             workers = min(2, os.cpu_count() or 1) if total > PARALLEL_BYTES else 0
         if workers > 1:
-            sheets = _read_parallel(path, z, entries, shared_strings, workers, progress)
+            sheets = _read_parallel(path, z, entries, shared_strings, workers, progress, cached)
         else:
             sheets = {}
             for name, part in entries:
-                sheets[name] = _read_sheet(z, part, name, shared_strings)
+                sheets[name] = _read_sheet(z, part, name, shared_strings, cached)
                 if progress:
                     progress(name)
         names = {n.get("name", ""): (n.text or "") for n in wb.iter(f"{{{NS_MAIN}}}definedName")
@@ -148,11 +152,11 @@ def read_workbook(path: str | Path, progress=None, workers: int | None = None) -
 
 
 def _read_parallel(path: Path, z: zipfile.ZipFile, entries, sst: list[str], workers: int,
-                   progress) -> dict[str, Sheet]:
+                   progress, cached: bool) -> dict[str, Sheet]:
     """Sheets read by forked workers, biggest first so the work stays balanced."""
     order = sorted(entries, key=lambda e: -z.getinfo(e[1]).file_size)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=worker_init) as pool:
-        futures = {name: pool.submit(_read_sheet_file, path, part, name, sst) for name, part in order}
+        futures = {name: pool.submit(_read_sheet_file, path, part, name, sst, cached) for name, part in order}
         for future in as_completed(futures.values()):
             future.result()  # raise the first failure early
             if progress:
@@ -160,9 +164,9 @@ def _read_parallel(path: Path, z: zipfile.ZipFile, entries, sst: list[str], work
         return {name: futures[name].result() for name, _ in entries}
 
 
-def _read_sheet_file(path: Path, part: str, name: str, sst: list[str]) -> Sheet:
+def _read_sheet_file(path: Path, part: str, name: str, sst: list[str], cached: bool) -> Sheet:
     with zipfile.ZipFile(path) as z:
-        return _read_sheet(z, part, name, sst)
+        return _read_sheet(z, part, name, sst, cached)
 
 
 def _read_shared_strings(z: zipfile.ZipFile) -> list[str]:
@@ -179,8 +183,8 @@ def _read_shared_strings(z: zipfile.ZipFile) -> list[str]:
 class _SheetBuilder:
     """Collects a sheet's cells while its XML streams by."""
 
-    def __init__(self, name: str, sst: list[str], prefix: bytes):
-        self.name, self.sst = name, sst
+    def __init__(self, name: str, sst: list[str], prefix: bytes, cached: bool = False):
+        self.name, self.sst, self.cached = name, sst, cached
         p = re.escape(prefix)
         self.cell_re = re.compile(rb"<" + p + rb"c(\s[^>]*?)?(?:/>|>(.*?)</" + p + rb"c>)", re.S)
         self.row_re = re.compile(rb"<" + p + rb"row(\s[^>]*?)?/>")
@@ -339,7 +343,7 @@ class _SheetBuilder:
                 col += 1
             inner = m.group(2) or b""
             kind_attr = attrs.get(b"t", b"n")
-            f = self.f_re.search(inner) if b"f" in inner else None
+            f = self.f_re.search(inner) if b"f" in inner and not self.cached else None
             if f is not None:
                 self._formula(col, f)
             elif kind_attr == b"inlineStr":
@@ -435,9 +439,9 @@ def _find_all(data: bytes, needle: bytes) -> np.ndarray:
     return np.flatnonzero(hit)
 
 
-def _read_sheet(z: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> Sheet:
+def _read_sheet(z: zipfile.ZipFile, part: str, name: str, sst: list[str], cached: bool = False) -> Sheet:
     try:
-        return _stream_sheet(z, part, name, sst)
+        return _stream_sheet(z, part, name, sst, cached)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:  # truncated or lying archives
         raise FileError(f"sheet {name!r} cannot be unpacked: {e}") from None
 
@@ -455,7 +459,7 @@ def _check_well_formed(z: zipfile.ZipFile, part: str, name: str) -> None:
         raise FileError(f"sheet {name!r} is not well-formed XML ({e})") from None
 
 
-def _stream_sheet(z: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> Sheet:
+def _stream_sheet(z: zipfile.ZipFile, part: str, name: str, sst: list[str], cached: bool) -> Sheet:
     if z.getinfo(part).file_size <= VALIDATE_BYTES:
         _check_well_formed(z, part, name)
     with z.open(part) as f:
@@ -466,7 +470,7 @@ def _stream_sheet(z: zipfile.ZipFile, part: str, name: str, sst: list[str]) -> S
         if m is None:
             raise FileError(f"sheet {name!r} is not a worksheet")
         prefix = m.group(1) or b""
-        builder = _SheetBuilder(name, sst, prefix)
+        builder = _SheetBuilder(name, sst, prefix, cached)
         end_tag = b"</" + prefix + b"row>"
         buffer = head
         while True:
