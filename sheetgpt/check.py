@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from .a1 import cell_name
 from .engines import EvaluatedBook
 from .layout import Block
 from .lint import Finding, lint_book, to_json
@@ -36,10 +37,12 @@ class CheckReport:
     first_failure: dict | None
     inputs: list[str] = field(default_factory=list)  # --model / --prompt findings
     lint: list[Finding] = field(default_factory=list)  # portability problems
+    errors: list[dict] = field(default_factory=list)  # error values anywhere (first per sheet)
 
     def to_json(self) -> dict:
         return {"ok": self.ok, "steps": [asdict(s) for s in self.steps],
-                "first_failure": self.first_failure, "inputs": self.inputs, "lint": to_json(self.lint)}
+                "first_failure": self.first_failure, "inputs": self.inputs, "lint": to_json(self.lint),
+                "errors": self.errors}
 
 
 def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: str | None = None,
@@ -64,10 +67,27 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
         steps.append(result)
         if not result.ok and first is None:
             first = {"step": name, "sheet": result.sheet, "cell": result.cell}
+    # the Guide only mirrors other cells: an error there comes from one elsewhere, named first
+    order = sorted(book.values.sheet_names(), key=lambda name: name == book.layout.sheets[0].name)
+    errors = cell_errors(book.values, order)
+    if errors and first is None:  # e.g. a label or a Guide cell: no step holds it
+        first = {"step": "errors", "sheet": errors[0]["sheet"], "cell": errors[0]["cell"]}
     findings = lint_book(book.values)
     if findings and first is None:  # computes right here, but may not in Excel or LibreOffice
         first = {"step": "lint", "sheet": findings[0].sheet, "cell": findings[0].cell}
-    return CheckReport(ok=first is None, steps=steps, first_failure=first, inputs=inputs, lint=findings)
+    return CheckReport(ok=first is None, steps=steps, first_failure=first, inputs=inputs, lint=findings,
+                       errors=errors)
+
+
+def cell_errors(values: EvaluatedBook, sheets: list[str]) -> list[dict]:
+    """The first cell holding an error value on each of these sheets that has one."""
+    found = []
+    for sheet in sheets:
+        error = values.first_error(sheet)
+        if error is not None:
+            row, col, value = error
+            found.append({"sheet": sheet, "cell": cell_name(row, col), "value": value})
+    return found
 
 
 def compare_block(values: EvaluatedBook, blk: Block, ref: np.ndarray, tol: float) -> StepResult:

@@ -13,6 +13,7 @@ import signal
 def worker_init() -> None:
     """In a forked worker: die with the parent (even on SIGKILL) and leave Ctrl-C to it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's (perhaps deferring) handler
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux/glibc: workers still end with the pool

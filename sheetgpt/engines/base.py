@@ -9,6 +9,10 @@ import numpy as np
 from ..a1 import cell_name
 
 
+ERROR_VALUES = {"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA", "#SPILL!",
+                "#CALC!", "#ERR!", "#ERROR!"}
+
+
 class CellValueError(Exception):
     """A cell that should hold a number holds an error value or text."""
 
@@ -57,6 +61,15 @@ class EvaluatedBook(ABC):
     @abstractmethod
     def shape(self, sheet: str) -> tuple[int, int]:
         """The used extent of the sheet in the file: (n_rows, n_cols)."""
+
+    def first_error(self, sheet: str) -> tuple[int, int, str] | None:
+        """The first cell (row by row) holding an error value such as '#VALUE!', or None."""
+        n_rows, n_cols = self.shape(sheet)
+        for r, c in sorted(self.formula_cells(sheet, n_rows, n_cols)):
+            v = self.value(sheet, r, c)
+            if isinstance(v, str) and v.startswith("#") and v in ERROR_VALUES:
+                return r, c, v
+        return None
 
     def numbers(self, sheet: str, row: int, col: int, n_rows: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
         """A rectangle as float64 (NaN where empty or not a number) and a mask of the cells

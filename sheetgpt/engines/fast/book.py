@@ -8,7 +8,7 @@ import numpy as np
 
 from ...errors import UserError
 from ..base import EvaluatedBook, FormulaCell
-from .reader import BOOL, EMPTY, NUM, SharedFormula, Sheet, Workbook
+from .reader import BOOL, EMPTY, ERR, NUM, SharedFormula, Sheet, Workbook
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,14 @@ class FastBook(FileBook):
         if k == BOOL:
             return bool(s.num[r, c])
         return s.text[(r, c)]
+
+    def first_error(self, sheet: str) -> tuple[int, int, str] | None:
+        s = self._sheet(sheet)
+        where = np.argwhere(s.kind == ERR)
+        if not len(where):
+            return None
+        r, c = (int(k) for k in where[0])
+        return r + 1, c + 1, s.text[(r, c)]
 
     def numbers(self, sheet: str, row: int, col: int, n_rows: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
         s = self._sheet(sheet)
