@@ -21,13 +21,17 @@ try:
 except ImportError:  # imported by a Python without LibreOffice's bridge, for RECALC_ALWAYS only
     uno = PropertyValue = None
 
-RECALC_ALWAYS = """<?xml version="1.0" encoding="UTF-8"?>
+RECALC_SETTING = """<?xml version="1.0" encoding="UTF-8"?>
 <oor:items xmlns:oor="http://openoffice.org/2001/registry" xmlns:xs="http://www.w3.org/2001/XMLSchema" \
 xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
 <item oor:path="/org.openoffice.Office.Calc/Formula/Load"><prop oor:name="OOXMLRecalcMode" oor:op="fuse">\
-<value>0</value></prop></item>
+<value>%d</value></prop></item>
 </oor:items>
 """
+RECALC_ALWAYS = RECALC_SETTING % 0  # recalculate on load (for conversions that print values)
+# load without computing: calculateAll() below computes once (with ALWAYS it computed twice,
+# ~98 s more on the GPT-2 small book)
+RECALC_NEVER = RECALC_SETTING % 1
 FORMULA_ERROR = 4  # com.sun.star.sheet.FormulaResult.ERROR
 
 
@@ -41,7 +45,7 @@ def main():
     book, out_dir, profile, sheets_file = sys.argv[1:5]
     os.makedirs(os.path.join(profile, "user"), exist_ok=True)
     with open(os.path.join(profile, "user", "registrymodifications.xcu"), "w") as f:
-        f.write(RECALC_ALWAYS)
+        f.write(RECALC_NEVER)
     pipe = "sheetgpt_%d" % os.getpid()
     office = subprocess.Popen(["soffice", "-env:UserInstallation=" + uno.systemPathToFileUrl(profile),
                                "--headless", "--invisible", "--nologo", "--norestore", "--nodefault",

@@ -73,6 +73,7 @@ class Workbook:
 
 
 _CELL_REF = re.compile(rb"([A-Za-z]{1,3})([0-9]+)")
+_CELL_ATTR = re.compile(rb' r="[A-Za-z]{1,3}[0-9]+"')  # a cell's address (a row's has no letters)
 _ATTR = re.compile(rb'([\w:]+)\s*=\s*"([^"]*)"')
 _ENTITY = re.compile(r"&(#x[0-9A-Fa-f]+|#[0-9]+|amp|lt|gt|quot|apos);")
 _OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
@@ -243,7 +244,14 @@ class _SheetBuilder:
 
     def _simple_row(self, body: bytes) -> tuple[int, bytes] | None:
         """A row of attribute-free number cells (as sheetgpt writes weights), except perhaps
-        the first cell's style or position: its values as one space-separated text."""
+        the first cell's style or position, or every cell's position when they follow on:
+        its values as one space-separated text."""
+        start = None
+        if body.find(b' r="', body.find(b' r="') + 1) > 0:  # cells named (the default book): drop the names
+            span = self._fast_span(body)
+            if span is None:
+                return None
+            start, body = span[0], _CELL_ATTR.sub(b"", body)
         text = body.replace(self.simple_sep, b" ")
         i, j = text.find(self.v_open), text.rfind(self.v_close)
         if i < 0 or j < i or text[j:] != self.simple_tail:
@@ -252,6 +260,8 @@ class _SheetBuilder:
         if b"<" in values or head.count(b"<") != 1 or not head.startswith(self.c_open) \
                 or b"t=" in head or self.f_open in head:
             return None
+        if start is not None:
+            return start, values
         first = _CELL_REF.search(head) if b" r=" in head else None
         if first is not None and int(first.group(2)) - 1 != self.row:
             return None
