@@ -100,6 +100,6 @@ def _signals_held():
 
 def default_workers(n_cells: int) -> int:
     """Worker processes worth starting: none for small books, else one per core."""
-    if n_cells < 4_000_000:
+    if n_cells < 2_000_000:  # the bundled model (3.4M) builds 20% faster with two
         return 0
     return max(1, min(2, os.cpu_count() or 1))

@@ -27,6 +27,27 @@ ENGINES = [
 TOL = 1e-9
 
 
+@pytest.fixture(scope="module")
+def shakespeare_book(tmp_path_factory) -> Path:
+    """The default model's book (the README's first command)."""
+    from sheetgpt.load import load_model
+
+    path = tmp_path_factory.mktemp("shakespeare") / "book.xlsx"
+    build_workbook(load_model("shakespeare"), "O Romeo, Romeo, wherefore art", path, progress=False)
+    return path
+
+
+LIBREOFFICE = pytest.param("libreoffice", marks=pytest.mark.skipif(shutil.which("soffice") is None,
+                                                                    reason="apt-get install libreoffice-calc-nogui"))
+
+
+@pytest.mark.parametrize("engine", [*ENGINES, LIBREOFFICE])
+def test_the_default_models_book_is_right_everywhere(engine: str, shakespeare_book: Path):
+    report = check_workbook(shakespeare_book, engine=engine, progress=False)
+    assert report.ok, (report.first_failure, [s for s in report.steps if not s.ok][:3])
+    assert max(s.max_rel_err for s in report.steps) <= TOL
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("book", ["small_book", "tiny_book"])
 def test_every_step_right(engine: str, book: str, request):
