@@ -160,8 +160,5 @@ class Layout:
     def owner(self, block: Block) -> "Component | None":
         return self._owners[block.name]
 
-    def sheet_of(self, block: Block) -> Sheet:
-        return self._by_name[block.sheet]
-
     def n_cells(self) -> int:
         return sum(b.size for b in self.blocks.values())

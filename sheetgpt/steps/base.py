@@ -93,7 +93,6 @@ class Component:
 
     def __init__(self, layout: Layout):
         self.layout = layout
-        self.declared: list[Block] = []  # named blocks, on its own sheet or another's
         self.notes: dict[str, str] = {}  # block name -> note on its first cell
         self.color_scales: list[Block] = []  # blocks shaded by value
         self.reads: list[Block] = []  # blocks of other components it reads, in order of use
@@ -105,7 +104,6 @@ class Component:
     def add_block(self, name: str, n_rows: int, n_cols: int, note: str | None = None,
                   sheet: Sheet | None = None, **where) -> Block:
         block = self.layout.add_block(sheet or self.sheet, name, n_rows, n_cols, owner=self, **where)
-        self.declared.append(block)
         if note:
             self.notes[name] = note
         return block
