@@ -2,6 +2,7 @@
 the weights and token ids found in it, and compare every step."""
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -38,11 +39,12 @@ class CheckReport:
     inputs: list[str] = field(default_factory=list)  # --model / --prompt findings
     lint: list[Finding] = field(default_factory=list)  # portability problems
     errors: list[dict] = field(default_factory=list)  # error values anywhere (first per sheet)
+    texts: list[StepResult] = field(default_factory=list)  # text cells against what they must show
 
     def to_json(self) -> dict:
         return {"ok": self.ok, "steps": [asdict(s) for s in self.steps],
                 "first_failure": self.first_failure, "inputs": self.inputs, "lint": to_json(self.lint),
-                "errors": self.errors}
+                "errors": self.errors, "texts": [asdict(t) for t in self.texts]}
 
 
 def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: str | None = None,
@@ -67,6 +69,10 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
         steps.append(result)
         if not result.ok and first is None:
             first = {"step": name, "sheet": result.sheet, "cell": result.cell}
+    texts = compare_texts(book, ref)
+    for result in texts:
+        if not result.ok and first is None:
+            first = {"step": result.name, "sheet": result.sheet, "cell": result.cell}
     # the Guide only mirrors other cells: an error there comes from one elsewhere, named first
     order = sorted(book.values.sheet_names(), key=lambda name: name == book.layout.sheets[0].name)
     errors = cell_errors(book.values, order)
@@ -76,7 +82,31 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
     if findings and first is None:  # computes right here, but may not in Excel or LibreOffice
         first = {"step": "lint", "sheet": findings[0].sheet, "cell": findings[0].cell}
     return CheckReport(ok=first is None, steps=steps, first_failure=first, inputs=inputs, lint=findings,
-                       errors=errors)
+                       errors=errors, texts=texts)
+
+
+def compare_texts(book: BookContents, ref: dict[str, np.ndarray]) -> list[StepResult]:
+    """Every text cell a component declares against the text it must show, worked out from
+    the reference and the book's vocabulary (the constants on its vocab sheet)."""
+    v = {**ref, book.layout.blocks["tokens"].name: np.array(book.ids, dtype=np.float64)[:, None]}
+    results = []
+    for component in book.layout.components:
+        for name, blk, want in component.texts(v, book.token_text):
+            got = [book.values.value(blk.sheet, blk.row + i, blk.col) for i in range(blk.n_rows)]
+            bad = [i for i, (g, w) in enumerate(zip(got, want)) if g != w and _ooxml_decoded(g) != w]
+            result = StepResult(name, blk.sheet, 0.0 if not bad else float("inf"), 0.0 if not bad else float("inf"),
+                                not bad)
+            if bad:
+                result.cell = blk.cell(bad[0], 0)
+                result.detail = f"holds {got[bad[0]]!r}, expected {want[bad[0]]!r}"
+            results.append(result)
+    return results
+
+
+def _ooxml_decoded(text: object) -> object:
+    """IronCalc and Gnumeric show a control-byte token as the _xHHHH_ escape the file stores
+    it in (they do not decode it): the same token, spelled as the file spells it."""
+    return re.sub(r"_x([0-9A-Fa-f]{4})_", lambda m: chr(int(m.group(1), 16)), text) if isinstance(text, str) else text
 
 
 def cell_errors(values: EvaluatedBook, sheets: list[str]) -> list[dict]:

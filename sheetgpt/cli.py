@@ -185,10 +185,11 @@ def _check(args) -> int:
     if args.json:
         print(json.dumps(_finite(report.to_json()), allow_nan=False))
         return 0 if report.ok else 1
-    width = max(len(s.name) for s in report.steps)
-    sheet_width = max(len(s.sheet) for s in report.steps)
+    rows = report.steps + report.texts
+    width = max(len(s.name) for s in rows)
+    sheet_width = max(len(s.sheet) for s in rows)
     print(f"{'step':<{width}}  {'sheet':<{sheet_width}}  {'max abs err':>11}  {'max rel err':>11}  ok")
-    for s in report.steps:
+    for s in rows:
         print(f"{s.name:<{width}}  {s.sheet:<{sheet_width}}  {s.max_abs_err:11.3g}  {s.max_rel_err:11.3g}  "
               f"{'ok' if s.ok else 'DIFFERS at ' + str(s.cell) + ': ' + str(s.detail)}")
     for line in report.inputs:
@@ -198,7 +199,8 @@ def _check(args) -> int:
     for f in report.lint:
         print(f"portability: {f.sheet}!{f.cell}: {f.message}" if f.sheet else f"portability: {f.message}")
     if report.ok:
-        print(f"PASS: all {len(report.steps)} steps agree with the NumPy reference within {tol:g} (relative)")
+        print(f"PASS: all {len(report.steps)} steps agree with the NumPy reference within {tol:g} (relative), "
+              f"and all {len(report.texts)} text columns show the right tokens")
         return 0
     f = report.first_failure
     if f["step"] == "errors":

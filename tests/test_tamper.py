@@ -66,6 +66,7 @@ class Book:
     steps: list[str]
     baseline: dict[str, list[tuple]]  # step -> tagged cell values, row by row
     tokens_cells: list[tuple[str, int, int]]
+    values: object = None  # the unmutated book as evaluated: what every cell showed
 
     def step_at(self, sheet: str, row: int, col: int) -> str | None:
         for name in self.steps:
@@ -111,7 +112,7 @@ def book(mut_book, mut_model) -> Book:
     tok = layout.blocks["tokens"]
     return Book(mut_book, read_parts(mut_book), sheet_parts(mut_book), layout, steps,
                 step_values(contents.values, layout, steps),
-                [(tok.sheet, tok.row + t, tok.col) for t in range(tok.n_rows)])
+                [(tok.sheet, tok.row + t, tok.col) for t in range(tok.n_rows)], contents.values)
 
 
 def test_layout_blocks_are_the_defined_names(book):
@@ -466,14 +467,15 @@ class Generator:
 
 # --- running one mutation -----------------------------------------------------------------------
 
-def _error_shown(values, failure: dict | None) -> str | None:
-    """When check failed on an error value: that the named cell really holds one, read here."""
-    if not failure or failure["step"] != "errors":
+def _shows_otherwise(values, before, failure: dict | None) -> str | None:
+    """When check failed on a cell outside the numeric steps: that the cell it names really
+    shows something else than in the unmutated book (read here, not taken from check)."""
+    if not failure or not failure.get("cell") or failure["step"] in ("lint", "weights", "tokens"):
         return None
     m = re.fullmatch(r"([A-Z]+)([0-9]+)", failure["cell"])
     col = sum((ord(ch) - 64) * 26 ** k for k, ch in enumerate(reversed(m.group(1))))
-    v = values.value(failure["sheet"], int(m.group(2)), col)
-    return f"{failure['sheet']}!{failure['cell']} holds {v}" if isinstance(v, str) and v.startswith("#") else None
+    now, was = (v.value(failure["sheet"], int(m.group(2)), col) for v in (values, before))
+    return f"{failure['sheet']}!{failure['cell']} shows {now!r}, was {was!r}" if now != was else None
 
 
 @dataclass
@@ -561,8 +563,8 @@ class Judge:
                 return Outcome("misnamed", True, f"{what}: the mutated cell is in step {own_step} but the first "
                                                  f"step that changes is {name}")
             return Outcome("caught", True, f"{what}: {name} at {cell_}", cell_named=named)
-        shown = _error_shown(self.captured.values, rep.first_failure)
-        if shown is not None:  # a label or Guide cell now shows an error value: check names it
+        shown = _shows_otherwise(self.captured.values, book.values, rep.first_failure)
+        if shown is not None:  # a text, label or Guide cell now shows something else: check names it
             return Outcome("caught", True, f"{what}: {shown}", cell_named="error value")
         lint_only = (not rep.ok and rep.first_failure and rep.first_failure["step"] == "lint"
                      and all(s.ok for s in rep.steps))
@@ -682,7 +684,7 @@ def test_formula_mutations_of_the_tiny_book(tiny_book, tmp_path):
     tok = layout.blocks["tokens"]
     tiny = Book(tiny_book, read_parts(tiny_book), sheet_parts(tiny_book), layout, steps,
                 step_values(contents.values, layout, steps),
-                [(tok.sheet, tok.row + t, tok.col) for t in range(tok.n_rows)])
+                [(tok.sheet, tok.row + t, tok.col) for t in range(tok.n_rows)], contents.values)
     run = _run_mutations(tiny, tmp_path, 30, SEED)
     assert run.counts["caught"] == run.value_changing, "\n".join(run.of("missed", "misnamed"))
     assert not run.of("wrongly_failed", "unclear_error")

@@ -13,7 +13,7 @@ as objects. Then it says, in one place:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -117,6 +117,11 @@ class Component:
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         """Everything the builder writes for this component, in writing order."""
+        return ()
+
+    def texts(self, v: Values, vocab: Callable[[int], str]) -> Iterable[tuple[str, Block, list[str]]]:
+        """What its text cells must show, worked out from the reference values `v` and the
+        vocabulary (not from the workbook's formulas): (name, one-column block, texts)."""
         return ()
 
     def label(self, block: Block) -> str:

@@ -71,6 +71,12 @@ class Guide(Component):
             yield _text(r, 1, sheet.name, Style.LINK)
             yield _text(r, 2, sheet.title)
 
+    def texts(self, v, vocab):
+        p = self.prediction
+        top = [vocab(int(i)) for i in v[p.top_ids.name][:, 0]]
+        yield "guide_prediction", Block("", GUIDE_SHEET, PREDICTION_ROW, 2, 1, 1), top[:1]
+        yield "guide_top_text", Block("", GUIDE_SHEET, TOP_ROW + 1, 2, p.k, 1), top
+
     def sheet_options(self, inputs: BuildInputs) -> SheetOptions:
         links = [(f"A{r}", f"{quote_sheet(s.name)}!A1", f"go to {s.name}")
                  for r, s in enumerate(self._mapped(), self.map_row + 1)]

@@ -94,3 +94,6 @@ arithmetic is exactly GPT-2's, the knowledge is missing.</p>
         yield Formula(self.top_text, f"INDEX({self.vocab.name},{self.top_ids.cell(0, 0)}+1)")
         yield Formula(self.top_ids, f"MATCH({self.top_logits.cell(0, 0)},{logits},0)-1", Style.INTEGER)
         yield Formula(self.top_probs, f"EXP({self.top_logits.cell(0, 0)}-{mx})/{total}", Style.PERCENT)
+
+    def texts(self, v, vocab):
+        yield "top_text", self.top_text, [vocab(int(i)) for i in v[self.top_ids.name][:, 0]]

@@ -62,3 +62,6 @@ column next to each id looks its text up in the <code>vocab</code> sheet.</p>
         vocab = self.vocab.span(0, 0, self.vocab.n_rows - 1, 0, True, True)
         yield Formula(self.text, f"INDEX({vocab},{self.ids.cell(0, 0)}+1)", Style.DEFAULT)
         yield header(self.ids, ["token id (edit)", "token"])
+
+    def texts(self, v, vocab):
+        yield "tokens_text", self.text, [vocab(int(i)) for i in v[self.ids.name][:, 0]]

@@ -47,3 +47,6 @@ them, with the maximum and the sum computed on sheet <code>prediction</code>.</p
         yield column(labels_column(self.out), np.arange(self.out.n_rows))
         yield Formula(self.text, self.vocab.at(0, 0))
         yield header(self.text, ["token", "logit", "exp(logit - max)", "probability"])
+
+    def texts(self, v, vocab):
+        yield "logits_text", self.text, [vocab(i) for i in range(self.text.n_rows)]
