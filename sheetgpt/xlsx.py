@@ -62,8 +62,7 @@ STYLES_XML = XML_HEAD + f"""<styleSheet xmlns="{NS_MAIN}">
 # XML 1.0 cannot hold most control characters (and turns a literal \r into \n); OOXML escapes
 # them as _xHHHH_, and a literal
 # "_xHHHH_" in text must then have its underscore escaped so it is not decoded.
-# DEL (\x7f) is legal XML, but Gnumeric drops it: escaped, every program keeps the token
-_NEEDS_OOXML_ESCAPE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffe\uffff]|_(?=x[0-9A-Fa-f]{4}_)")
+_NEEDS_OOXML_ESCAPE = re.compile(r"[\x00-\x08\x0b-\x1f\ufffe\uffff]|_(?=x[0-9A-Fa-f]{4}_)")
 
 
 def escape_text(text: str) -> str:

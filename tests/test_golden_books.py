@@ -4,8 +4,7 @@ digest changes only when the workbook's content does: update it in the same comm
 deliberate change to what the builder writes, and say why there.
 
 Changes since: r= on every cell by default and the vocabulary softmax as a SUM of per-cell
-exps (issue #12: Gnumeric and IronCalc compute such books right); DEL (\\x7f) written as
-_x007F_ (Gnumeric dropped it from the vocabulary)."""
+exps (issue #12: Gnumeric and IronCalc compute such books right)."""
 from __future__ import annotations
 
 import dataclasses
@@ -26,22 +25,22 @@ LONG_PROMPT = ("To be, or not to be, that is the question: whether 'tis nobler i
 # (model fixture, prompt) -> SHA-256 of the .xlsx
 DIGESTS = {
     ("tiny", "short"):
-        "196c6d35c069520e99b9fa8db22f42207f6f0eb9de4d537b553335768469cc93",
+        "091444eededcec7ba2a49e0a4a64c8c949e8880c1cf21a4142ce0fae75d0a959",
     ("tiny", "long"):
-        "7e78765c7bfeaf6321e36849b572dc9a461f34147b2de862b0e1f0963881c441",
+        "7fc482bfe6d7f13ef0c57c6c94955e25ba6efa97aa0d0900fa6c3714dd7ddaa1",
     ("small_dir", "short"):
-        "10387216d97524dcb03f49775f0e6ae823501eae47622a7d7e8ec9eeeab74717",
+        "89a3217b111a10a83df9274c18a626d69233f0f951bc0b52ddd8aa5465eeec6b",
     ("small_dir", "long"):
-        "e12631143f4f704941668c60185c044a16442c780589cd0a194d655d8c4b47c5",
+        "86f3e3f913313cb185494ba65bcee0f273a3196e1ff2727926fd1c249e759772",
     ("hf_dir", "short"):
-        "ff37ac0b5be983787d31be2fc33c58dabd00db97f9a04b92a499a17bd972b0ea",
+        "1c72697449701b88e4d6a8847b6247bb89a255b69818963dcca30b27ab0c580d",
     ("tiny-compact", "short"):
-        "202c61c0091d2c21423b319f3955b8813962cde0519ace56032b4dbdea1c3905",
+        "2a32c4678438840e2a8f30c2ce0a79cedf7edecbbb8bff4de55b45e77ff1d3d5",
     ("hf_dir", "long"):
-        "c8c30498a1a9948539558c04ba921af3599e0234ee5f7540bc03dfce1550ee7e",
+        "36eed5a3c8af14047c3bdeaada12753e1452b3e8b25402adb1f3e649e870fdc8",
 }
 SLOW_DIGESTS = {("small-random", "short"):
-        "d8a891f6ba9b19c8e7dd891d05d83f33f31085e4c72495aa2c3787297e9ec9b5"}
+        "09d0c866198aa0e9bb138bbf23db36cd81c9c57c59d71d525ea970a2ab00ea60"}
 PROMPTS = {"short": {"tiny": TINY_PROMPT, "small_dir": SMALL_PROMPT, "hf_dir": TINY_PROMPT,
                      "small-random": TINY_PROMPT},
            "long": {"tiny": LONG_PROMPT, "small_dir": "The sheet is the sheet is", "hf_dir": LONG_PROMPT[:90]}}
