@@ -20,13 +20,11 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(Path(__file__).resolve().parent)]
-from bench_scale import prompt_of, tree_rss  # noqa: E402
+from bench_scale import prompt_of, sampled, tree_rss  # noqa: E402
 
 OUT = ROOT / "out" / "bench-peers"
 SMALL_ONLY = {"formulas"}  # too slow beyond the micro book
@@ -55,22 +53,8 @@ def peak_hwm(pid: int) -> int:
 
 def run(cmd: list[str]) -> tuple[float, int, int, subprocess.CompletedProcess]:
     """Wall seconds, peak tree RSS and largest process peak of a command."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    peaks = [0, 0]
-
-    def sample():
-        while proc.poll() is None:
-            peaks[0] = max(peaks[0], tree_rss(proc.pid))
-            peaks[1] = max(peaks[1], peak_hwm(proc.pid))
-            time.sleep(0.2)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, err = proc.communicate()
-    wall = time.perf_counter() - start
-    sampler.join()
-    return wall, peaks[0], peaks[1], subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    wall, (tree, own), result = sampled(cmd, (tree_rss, peak_hwm), cwd=ROOT)
+    return wall, tree, own, result
 
 
 def books(big: bool) -> dict[str, Path]:

@@ -66,16 +66,17 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def measure(cmd: list[str], **kw) -> tuple[float, int, subprocess.CompletedProcess]:
-    """Wall seconds and sampled peak RSS (bytes) of a command and its children."""
+def sampled(cmd: list[str], probes=(tree_rss,), **kw) -> tuple[float, list[int], subprocess.CompletedProcess]:
+    """Wall seconds of a command and the largest value each probe (a function of its pid)
+    took, sampled every 0.2 s while it ran."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
-    peak = 0
+    peaks = [0] * len(probes)
 
     def sample():
-        nonlocal peak
         while proc.poll() is None:
-            peak = max(peak, tree_rss(proc.pid))
+            for k, probe in enumerate(probes):
+                peaks[k] = max(peaks[k], probe(proc.pid))
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -83,9 +84,14 @@ def measure(cmd: list[str], **kw) -> tuple[float, int, subprocess.CompletedProce
     out, err = proc.communicate()
     wall = time.perf_counter() - start
     sampler.join()
-    result = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-    if proc.returncode not in (0, 1):
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-2000:]}")
+    return wall, peaks, subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def measure(cmd: list[str], **kw) -> tuple[float, int, subprocess.CompletedProcess]:
+    """Wall seconds and sampled peak RSS (bytes) of a command and its children."""
+    wall, (peak,), result = sampled(cmd, **kw)
+    if result.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
     return wall, peak, result
 
 
