@@ -15,7 +15,7 @@ import numpy as np
 
 from .a1 import box, quote_sheet
 from .errors import UserError
-from .layout import FIRST_COL, FIRST_ROW, Layout, Sheet
+from .layout import FIRST_COL, FIRST_ROW, Block, Layout, Sheet
 from .load import LoadedModel
 from .parallel import WeightFormatter, default_workers
 from .progress import Progress
@@ -101,28 +101,38 @@ def write_book(plan: BookPlan, path: str | Path, progress: bool | None = None, w
     return BuildResult(Path(path), plan.ids, layout.n_cells(), sheets.n_formulas)
 
 
+def book_cells(layout: Layout, inputs: BuildInputs) -> dict[str, list[Cells]]:
+    """Every cell the builder writes except the weights' values, by sheet in writing order:
+    the components' cells after each sheet's title and link back to the Guide. check
+    compares a workbook with these."""
+    out: dict[str, list[Cells]] = {}
+    for sheet in layout.sheets:
+        if sheet.owner.decorated:
+            out[sheet.name] = [Constants(Block("", sheet.name, 1, 1, 1, 1), [[sheet.title]], Style.TITLE),
+                               Constants(Block("", sheet.name, 2, 1, 1, 1), [[BACK_LINK]], Style.LINK)]
+    for component in layout.components:
+        for cells in component.cells(inputs):
+            out.setdefault(cells.where.sheet, []).append(cells)
+    return out
+
+
 class _SheetWriter:
-    """The cells of every sheet but the weights, from the components, in their order."""
+    """The cells of every sheet, from the components, in their order; the weights' values
+    come from the formatter's worker processes."""
 
     def __init__(self, plan: BookPlan):
         self.layout, self.inputs, self.cell_refs = plan.layout, plan.inputs, not plan.compact
-        self.cells: dict[str, list[Cells]] = {}
-        for component in self.layout.components:
-            for cells in component.cells(self.inputs):
-                self.cells.setdefault(cells.where.sheet, []).append(cells)
+        self.cells = book_cells(self.layout, self.inputs)
         self.n_formulas = 0
 
     def write(self, wb: WorkbookWriter, sheet: Sheet, bar: Progress, formatter: WeightFormatter) -> None:
-        if sheet.stage == "weights":
-            _write_weights(wb, sheet, bar, formatter, self.cell_refs)
-            return
         rows: Rows = {}
-        if sheet.owner.decorated:
-            _put(rows, 1, 1, string_cell(sheet.title, Style.TITLE))
-            _put(rows, 2, 1, string_cell(BACK_LINK, Style.LINK))
         si = 0  # shared-formula index, per sheet
         for cells in self.cells.get(sheet.name, []):
             si = self._put_cells(rows, cells, si)
+        if sheet.stage == "weights":
+            _write_weights(wb, sheet, rows, bar, formatter, self.cell_refs)
+            return
         with wb.sheet(sheet.name, self._options(sheet)) as write:
             for r in sorted(rows):
                 write(row_xml(r, rows[r], self.cell_refs))
@@ -178,16 +188,16 @@ class _SheetWriter:
         return si + 1
 
 
-def _write_weights(wb: WorkbookWriter, sheet: Sheet, bar: Progress, formatter: WeightFormatter,
+def _write_weights(wb: WorkbookWriter, sheet: Sheet, rows: Rows, bar: Progress, formatter: WeightFormatter,
                    cell_refs: bool) -> None:
-    """A parameter's sheet, streamed: its rows are formatted by worker processes."""
+    """A parameter's sheet: its title rows, then its values streamed as worker processes
+    format them."""
     blk = sheet.blocks[0]
     opt = SheetOptions(tab_color=TAB_COLORS["weights"], freeze=(FIRST_ROW, FIRST_COL), col_widths=[(1, 1, 16)],
                        hyperlinks=[_back_link()])
     with wb.sheet(sheet.name, opt, size_hint=blk.size * 20) as write:
-        write(row_xml(1, [(1, 1, string_cell(sheet.title, Style.TITLE))], cell_refs))
-        write(row_xml(2, [(1, 1, string_cell(BACK_LINK, Style.LINK)),
-                          (2, blk.n_cols, number_cells(np.arange(blk.n_cols), Style.HEADER))], cell_refs))
+        for r in sorted(rows):
+            write(row_xml(r, rows[r], cell_refs))
         for xml, cells in formatter.chunks(sheet.name):
             write(xml)
             bar.update(cells)

@@ -2,7 +2,6 @@
 the weights and token ids found in it, and compare every step."""
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -11,24 +10,14 @@ import numpy as np
 
 from .a1 import cell_name
 from .engines import EvaluatedBook
-from .layout import Block
+from .builder import book_cells
+from .compare import StepResult, compare_block, compare_labels, compare_shown, foreign_formulas, shown_alike
 from .lint import Finding, lint_book, to_json
 from .load import LoadedModel
 from .readback import BookContents, load_book
 from .reference import forward
 
 DEFAULT_TOL = 1e-9  # relative to the block's largest value: a few ulps of float64 accumulation
-
-
-@dataclass
-class StepResult:
-    name: str
-    sheet: str
-    max_abs_err: float
-    max_rel_err: float
-    ok: bool
-    cell: str | None = None  # first cell over tolerance
-    detail: str | None = None
 
 
 @dataclass
@@ -39,12 +28,15 @@ class CheckReport:
     inputs: list[str] = field(default_factory=list)  # --model / --prompt findings
     lint: list[Finding] = field(default_factory=list)  # portability problems
     errors: list[dict] = field(default_factory=list)  # error values anywhere (first per sheet)
-    texts: list[StepResult] = field(default_factory=list)  # text cells against what they must show
+    shown: list[StepResult] = field(default_factory=list)  # other formula cells against what they must show
+    labels: list[StepResult] = field(default_factory=list)  # constants against what the builder writes, by sheet
+    foreign: list[dict] = field(default_factory=list)  # formulas the builder did not write (first per sheet)
 
     def to_json(self) -> dict:
         return {"ok": self.ok, "steps": [asdict(s) for s in self.steps],
                 "first_failure": self.first_failure, "inputs": self.inputs, "lint": to_json(self.lint),
-                "errors": self.errors, "texts": [asdict(t) for t in self.texts]}
+                "errors": self.errors, "shown": [asdict(t) for t in self.shown],
+                "labels": [asdict(t) for t in self.labels if not t.ok], "foreign": self.foreign}
 
 
 def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: str | None = None,
@@ -54,64 +46,37 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
     inputs: list[str] = []
     first: dict | None = None
     if model is not None:
-        msg, where = _compare_weights(book, model)
-        inputs.append(msg)
-        first = first or where
+        for compare in (_compare_weights, _compare_vocabulary):
+            msg, where = compare(book, model)
+            inputs.append(msg)
+            first = first or where
     if prompt is not None:
         tokenizer = model.tokenizer if model is not None else None
         msg, where = _compare_prompt(book, prompt, tokenizer)
         inputs.append(msg)
         first = first or where
     ref = forward(book.weights, book.ids, layout=book.layout)
-    steps = []
-    for name in book.layout.steps:
-        result = compare_block(book.values, book.layout.blocks[name], ref[name], tol)
-        steps.append(result)
-        if not result.ok and first is None:
-            first = {"step": name, "sheet": result.sheet, "cell": result.cell}
-    texts = compare_texts(book, ref)
-    for result in texts:
+    ref[book.layout.blocks["tokens"].name] = np.array(book.ids, dtype=np.float64)[:, None]
+    cells = book_cells(book.layout, book.inputs())
+    steps = [compare_block(book.values, book.layout.blocks[name], ref[name], tol) for name in book.layout.steps]
+    shown = compare_shown(book.values, cells, ref, book.token_text, tol)
+    labels = compare_labels(book.values, cells, tol)
+    for result in steps + shown + labels:
         if not result.ok and first is None:
             first = {"step": result.name, "sheet": result.sheet, "cell": result.cell}
+    foreign = foreign_formulas(book.values, cells)
+    if foreign and first is None:  # nothing says what such a cell must show
+        first = {"step": "foreign", "sheet": foreign[0]["sheet"], "cell": foreign[0]["cell"]}
     # the Guide only mirrors other cells: an error there comes from one elsewhere, named first
     order = sorted(book.values.sheet_names(), key=lambda name: name == book.layout.sheets[0].name)
     errors = cell_errors(book.values, order)
-    if errors and first is None:  # e.g. a label or a Guide cell: no step holds it
+    if errors and first is None:
         first = {"step": "errors", "sheet": errors[0]["sheet"], "cell": errors[0]["cell"]}
     findings = lint_book(book.values)
     if findings and first is None:  # computes right here, but may not in Excel or LibreOffice
         first = {"step": "lint", "sheet": findings[0].sheet, "cell": findings[0].cell}
     return CheckReport(ok=first is None, steps=steps, first_failure=first, inputs=inputs, lint=findings,
-                       errors=errors, texts=texts)
-
-
-def compare_texts(book: BookContents, ref: dict[str, np.ndarray]) -> list[StepResult]:
-    """Every text cell a component declares against the text it must show, worked out from
-    the reference and the book's vocabulary (the constants on its vocab sheet)."""
-    v = {**ref, book.layout.blocks["tokens"].name: np.array(book.ids, dtype=np.float64)[:, None]}
-    results = []
-    for component in book.layout.components:
-        for name, blk, want in component.texts(v, book.token_text):
-            got = [book.values.value(blk.sheet, blk.row + i, blk.col) for i in range(blk.n_rows)]
-            bad = [i for i, (g, w) in enumerate(zip(got, want)) if not _shown_alike(g, w)]
-            result = StepResult(name, blk.sheet, 0.0 if not bad else float("inf"), 0.0 if not bad else float("inf"),
-                                not bad)
-            if bad:
-                result.cell = blk.cell(bad[0], 0)
-                result.detail = f"holds {got[bad[0]]!r}, expected {want[bad[0]]!r}"
-            results.append(result)
-    return results
-
-
-def _shown_alike(got: object, want: str) -> bool:
-    """The same token text, allowing for how some programs show the few control bytes:
-    IronCalc and Gnumeric show a control character as the _xHHHH_ escape the file stores
-    it in, and Gnumeric drops DEL (\\x7f); escaping DEL instead would make LibreOffice
-    show the escape."""
-    if got == want or not isinstance(got, str):
-        return got == want
-    decoded = re.sub(r"_x([0-9A-Fa-f]{4})_", lambda m: chr(int(m.group(1), 16)), got)
-    return decoded in (want, want.replace("\x7f", ""))
+                       errors=errors, shown=shown, labels=labels, foreign=foreign)
 
 
 def cell_errors(values: EvaluatedBook, sheets: list[str]) -> list[dict]:
@@ -123,28 +88,6 @@ def cell_errors(values: EvaluatedBook, sheets: list[str]) -> list[dict]:
             row, col, value = error
             found.append({"sheet": sheet, "cell": cell_name(row, col), "value": value})
     return found
-
-
-def compare_block(values: EvaluatedBook, blk: Block, ref: np.ndarray, tol: float) -> StepResult:
-    """Max absolute and relative error of one block; NaN in `ref` means the cell must be empty."""
-    got, not_number = values.numbers(blk.sheet, blk.row, blk.col, blk.n_rows, blk.n_cols)
-    ref_empty, got_empty = np.isnan(ref), np.isnan(got)
-    err = np.where(ref_empty | got_empty, 0.0, np.abs(got - ref))
-    err[ref_empty != got_empty] = np.inf
-    err[not_number] = np.inf  # an error value or text where a number belongs
-    scale = float(np.nanmax(np.abs(ref))) if not ref_empty.all() else 0.0
-    max_abs = float(err.max())
-    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
-    bad = err > tol * scale
-    if not bad.any():
-        return StepResult(blk.name, blk.sheet, max_abs, max_rel, True)
-    i, j = np.unravel_index(np.argmax(bad), bad.shape)  # first bad cell, row by row
-    detail = (f"holds {values.value(blk.sheet, blk.row + int(i), blk.col + int(j))!r}, not a number"
-              if not_number[i, j] else
-              f"is empty, expected {ref[i, j]:.17g}" if got_empty[i, j] else
-              f"holds {got[i, j]:.17g}, expected empty" if ref_empty[i, j] else
-              f"holds {got[i, j]:.17g}, expected {ref[i, j]:.17g}")
-    return StepResult(blk.name, blk.sheet, max_abs, max_rel, False, blk.cell(int(i), int(j)), detail)
 
 
 def _compare_weights(book: BookContents, model: LoadedModel) -> tuple[str, dict | None]:
@@ -164,6 +107,21 @@ def _compare_weights(book: BookContents, model: LoadedModel) -> tuple[str, dict 
                     f"{float(expected.reshape(blk.shape)[i, j]):.9g}",
                     {"step": "weights", "sheet": blk.sheet, "cell": cell})
     return f"weights are exactly those of model {model.name}", None
+
+
+def _compare_vocabulary(book: BookContents, model: LoadedModel) -> tuple[str, dict | None]:
+    """The vocabulary sheet, which every text lookup reads, must be the model's tokenizer's."""
+    blk, tok = book.layout.blocks["vocab_text"], model.tokenizer
+    if book.layout.cfg.vocab_size != model.weights.config.vocab_size:
+        return "the vocabularies differ in size", {"step": "vocab", "sheet": blk.sheet, "cell": None}
+    for i in range(blk.n_rows):
+        for j, (got, want) in enumerate(((book.token_text(i), tok.token_text(i)),
+                                         (book.token_string(i), tok.token_string(i)))):
+            if not shown_alike(got, want):
+                cell = blk.cell(i, j)
+                return (f"vocabulary entry {i} at {blk.sheet}!{cell} is {got!r}, model {model.name} has {want!r}",
+                        {"step": "vocab", "sheet": blk.sheet, "cell": cell})
+    return f"the vocabulary is exactly model {model.name}'s ({blk.n_rows:,} tokens)", None
 
 
 def _compare_prompt(book: BookContents, prompt: str, tokenizer) -> tuple[str, dict | None]:

@@ -185,7 +185,7 @@ def _check(args) -> int:
     if args.json:
         print(json.dumps(_finite(report.to_json()), allow_nan=False))
         return 0 if report.ok else 1
-    rows = report.steps + report.texts
+    rows = report.steps + report.shown + [s for s in report.labels if not s.ok]
     width = max(len(s.name) for s in rows)
     sheet_width = max(len(s.sheet) for s in rows)
     print(f"{'step':<{width}}  {'sheet':<{sheet_width}}  {'max abs err':>11}  {'max rel err':>11}  ok")
@@ -196,15 +196,20 @@ def _check(args) -> int:
         print(line)
     for e in report.errors:
         print(f"error value: {e['sheet']}!{e['cell']} holds {e['value']}")
+    for e in report.foreign:
+        print(f"foreign formula: {e['sheet']}!{e['cell']} holds ={e['formula']}, which sheetgpt never writes there")
     for f in report.lint:
         print(f"portability: {f.sheet}!{f.cell}: {f.message}" if f.sheet else f"portability: {f.message}")
     if report.ok:
         print(f"PASS: all {len(report.steps)} steps agree with the NumPy reference within {tol:g} (relative), "
-              f"and all {len(report.texts)} text columns show the right tokens")
+              f"all {len(report.shown)} other formula blocks (token texts, labels, the Guide) show what they must, "
+              f"and the labels of all {len(report.labels)} sheets are as built")
         return 0
     f = report.first_failure
     if f["step"] == "errors":
         print(f"FAIL: every step agrees, but sheet {f['sheet']!r} cell {f['cell']} holds an error value")
+    elif f["step"] == "foreign":
+        print(f"FAIL: sheet {f['sheet']!r} cell {f['cell']} holds a formula sheetgpt did not write")
     elif f["step"] == "lint":
         print(f"FAIL: every step agrees, but {len(report.lint)} constructs may compute differently in Excel or "
               f"LibreOffice (first: sheet {f['sheet']!r}, cell {f['cell']})")

@@ -14,8 +14,9 @@ from .a1 import AddressError, parse_range
 from .engines import CellValueError, EvaluatedBook, evaluate
 from .errors import UserError
 from .layout import Block, Layout
-from .load import describe
+from .load import LoadedModel, describe
 from .model import GPT2Config, GPT2Weights, param_shapes
+from .steps.base import BuildInputs
 from .steps.metadata import META_SHEET, read_meta
 
 NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
@@ -50,9 +51,22 @@ class BookContents:
 
     def token_text(self, token_id: int) -> str:
         """A token's text as the workbook's vocabulary sheet holds it."""
+        return self._vocab_cell(token_id, 0)
+
+    def token_string(self, token_id: int) -> str:
+        """A token's GPT-2 byte-level string, as the vocabulary sheet holds it."""
+        return self._vocab_cell(token_id, 1)
+
+    def _vocab_cell(self, token_id: int, j: int) -> str:
         blk = self.layout.blocks["vocab_text"]
-        v = self.values.value(blk.sheet, blk.row + token_id, blk.col)
+        v = self.values.value(blk.sheet, blk.row + token_id, blk.col + j)
         return "" if v is None else str(v)
+
+    def inputs(self) -> BuildInputs:
+        """What the workbook says it was built from (its metadata, weights, token ids and
+        vocabulary): the builder would write the same cells from these."""
+        model = LoadedModel(self.model_name, self.weights, self, bool(self.meta.get("random_weights")))
+        return BuildInputs(model, str(self.meta.get("prompt", "")), self.ids)
 
 
 def read_defined_names(path: Path) -> tuple[list[str], dict[str, str]]:

@@ -67,6 +67,7 @@ class Book:
     baseline: dict[str, list[tuple]]  # step -> tagged cell values, row by row
     tokens_cells: list[tuple[str, int, int]]
     values: object = None  # the unmutated book as evaluated: what every cell showed
+    shown: dict = None  # what every cell of every sheet but the weights' showed (shown_cells)
 
     def step_at(self, sheet: str, row: int, col: int) -> str | None:
         for name in self.steps:
@@ -102,17 +103,56 @@ def step_values(values, layout, steps) -> dict[str, list[tuple]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def book(mut_book, mut_model) -> Book:
+def shown_sheets(layout) -> list[str]:
+    """Every sheet but the weights' (inputs, judged by test_weight_mutations_...)."""
+    weights = {b.sheet for b in layout.weights.values()}
+    return [s.name for s in layout.sheets if s.name not in weights]
+
+
+def shown_cells(values, sheets: list[str]) -> dict[str, dict[tuple[int, int], tuple]]:
+    """What every non-empty cell of these sheets shows, tagged with its type."""
+    out = {}
+    for sheet in sheets:
+        n_rows, n_cols = values.shape(sheet)
+        cells = {}
+        for r in range(1, n_rows + 1):
+            for c in range(1, n_cols + 1):
+                v = values.value(sheet, r, c)
+                if v is not None:
+                    cells[(r, c)] = _tagged(v)
+        out[sheet] = cells
+    return out
+
+
+def shown_differences(base: dict, mut: dict, tol: float) -> list[tuple[str, int, int, tuple, tuple]]:
+    """Cells that show something else (numbers beyond tol of their sheet's largest number)."""
+    out = []
+    for sheet, cells in base.items():
+        nums = [abs(v[1]) for v in cells.values() if v[0] == "num" and math.isfinite(v[1])]
+        scale = max(nums) if nums else 0.0
+        now = mut.get(sheet, {})
+        for rc in sorted(set(cells) | set(now)):
+            a, b = cells.get(rc, ("empty",)), now.get(rc, ("empty",))
+            if a != b and (a[0] != b[0] or a[0] != "num" or not abs(a[1] - b[1]) <= tol * scale):
+                out.append((sheet, *rc, a, b))
+    return out
+
+
+def book_under_test(path: Path) -> Book:
     from sheetgpt.readback import load_book
 
-    contents = load_book(mut_book, "fast", False)
+    contents = load_book(path, "fast", False)
     layout = contents.layout
     steps = list(layout.steps)
     tok = layout.blocks["tokens"]
-    return Book(mut_book, read_parts(mut_book), sheet_parts(mut_book), layout, steps,
-                step_values(contents.values, layout, steps),
-                [(tok.sheet, tok.row + t, tok.col) for t in range(tok.n_rows)], contents.values)
+    return Book(path, read_parts(path), sheet_parts(path), layout, steps, step_values(contents.values, layout, steps),
+                [(tok.sheet, tok.row + t, tok.col) for t in range(tok.n_rows)], contents.values,
+                shown_cells(contents.values, shown_sheets(layout)))
+
+
+@pytest.fixture(scope="module")
+def book(mut_book) -> Book:
+    return book_under_test(mut_book)
 
 
 def test_layout_blocks_are_the_defined_names(book):
@@ -270,16 +310,22 @@ class Generator:
     def __init__(self, book: Book, seed: int):
         self.book, self.rng = book, random.Random(seed)
         self.sites: dict[str, list] = {"master": [], "plain_step": [], "plain_other": [], "dependent": [],
-                                       "constant_step": [], "constant_other": []}
+                                       "constant_step": [], "constant_other": [], "text_other": [], "foreign": []}
         self.masters: dict[tuple[str, str], tuple[int, int, str]] = {}
         self.xml = {s: book.parts[p].decode("utf-8") for s, p in book.sheet_part.items()}
         weight_sheets = {b.sheet for n, b in book.layout.blocks.items()
                          if n not in book.steps and n not in ("tokens", "vocab_text")}
         self.sheet_names = [s for s in book.sheet_part if s != "_meta"]
         for sheet, xml in self.xml.items():
-            if sheet in weight_sheets or sheet == "_meta":
+            if sheet == "_meta":
                 continue
-            for cell in sheet_cells(xml):
+            cells = sheet_cells(xml)
+            for last, after in zip(cells, cells[1:] + [None]):  # the last cell of each row
+                if after is None or after.row != last.row:
+                    self.sites["foreign"].append((sheet, last))
+            if sheet in weight_sheets or sheet == "vocab":  # inputs (test_weight_mutations_...)
+                continue
+            for cell in cells:
                 c = cell.xml(xml)
                 f = re.search(r"<f\b([^>]*?)(?:/>|>(.*?)</f>)", c, re.S)
                 where = (sheet, cell)
@@ -287,6 +333,8 @@ class Generator:
                 if f is None:
                     if "<v>" in c and "t=" not in c and (sheet, cell.row, cell.col) not in book.tokens_cells:
                         self.sites["constant_step" if in_step else "constant_other"].append(where)
+                    elif 't="inlineStr"' in c:
+                        self.sites["text_other"].append(where)
                     continue
                 attrs = dict(re.findall(r'(\w+)="([^"]*)"', f.group(1) or ""))
                 if attrs.get("t") == "shared" and f.group(2):
@@ -301,8 +349,8 @@ class Generator:
     # each mutation: (kind, sheet, XmlCell, new cell xml, description, expected step or None)
     def generate(self, n: int) -> list[tuple]:
         seen, out = set(), []
-        weights = {"master": 40, "dependent": 25, "plain_step": 12, "plain_other": 6,
-                   "constant_step": 10, "constant_other": 7}
+        weights = {"master": 40, "dependent": 25, "plain_step": 12, "plain_other": 10,
+                   "constant_step": 10, "constant_other": 7, "text_other": 8, "foreign": 8}
         while len(out) < n:
             site = self.rng.choices(list(weights), list(weights.values()))[0]
             m = getattr(self, "_" + site.split("_")[0])(site)
@@ -354,6 +402,27 @@ class Generator:
         assert c2 != c
         return ("dependent", sheet, cell, c2, f"{what} in {sheet}!{cell_address(cell.row, cell.col)} (was ={own})",
                 self.book.step_at(sheet, cell.row, cell.col))
+
+    def _text(self, site):
+        sheet, cell = self.rng.choice(self.sites[site])
+        c = cell.xml(self.xml[sheet])
+        t = re.search(r"(<t\b[^>]*>)([^<]*)(</t>)", c)
+        old = t.group(2)
+        new, what = self.rng.choice([(old + " x", "appended to"), (old.swapcase(), "case swapped in"),
+                                     (old[:-1], "shortened"), ("", "emptied")])
+        if new == old:
+            return None
+        return (site, sheet, cell, c[:t.start(2)] + new + c[t.end(2):],
+                f"text {old!r} {what} in {sheet}!{cell_address(cell.row, cell.col)}", None)
+
+    def _foreign(self, site):
+        """A formula typed into an empty cell beyond the last one of a row."""
+        sheet, last = self.rng.choice(self.sites[site])
+        col = last.col + self.rng.choice([1, 2, 5])
+        address = cell_address(last.row, col)
+        text = self.rng.choice(["1+1", cell_address(max(last.row - 1, 1), 2), '"note"', "1/0", "0"])
+        return (site, sheet, XmlCell(last.row, col, last.end, last.end),
+                f'<c r="{address}"><f>{escape(text)}</f></c>', f"formula ={text} typed into {sheet}!{address}", None)
 
     def _constant(self, site):
         sheet, cell = self.rng.choice(self.sites[site])
@@ -563,9 +632,19 @@ class Judge:
                 return Outcome("misnamed", True, f"{what}: the mutated cell is in step {own_step} but the first "
                                                  f"step that changes is {name}")
             return Outcome("caught", True, f"{what}: {name} at {cell_}", cell_named=named)
-        shown = _shows_otherwise(self.captured.values, book.values, rep.first_failure)
-        if shown is not None:  # a text, label or Guide cell now shows something else: check names it
-            return Outcome("caught", True, f"{what}: {shown}", cell_named="error value")
+        # no step changed: does any other cell (a label, a text lookup, the Guide) show otherwise?
+        diffs = shown_differences(book.shown, shown_cells(self.captured.values, list(book.shown)), tol)
+        typed = self.captured.values.value(sheet, cell.row, cell.col) if kind == "foreign" else None
+        if typed is not None:  # the new formula shows something where nothing was (a weight sheet too)
+            diffs.append((sheet, cell.row, cell.col, ("empty",), _tagged(typed)))
+        if diffs:
+            where = f"{diffs[0][0]}!{cell_address(*diffs[0][1:3])} shows {diffs[0][4]}, was {diffs[0][3]}"
+            if rep.ok:
+                return Outcome("missed", True, f"{what}: {where} but check passed")
+            shown = _shows_otherwise(self.captured.values, book.values, rep.first_failure)
+            if shown is None:
+                return Outcome("misnamed", True, f"{what}: {where}, check named {rep.first_failure}")
+            return Outcome("caught", True, f"{what}: {shown}", cell_named="other cell")
         lint_only = (not rep.ok and rep.first_failure and rep.first_failure["step"] == "lint"
                      and all(s.ok for s in rep.steps))
         if rep.ok or lint_only:
@@ -676,16 +755,7 @@ def test_check_names_the_first_differing_cell(book, tmp_path):
 @pytest.mark.slow
 def test_formula_mutations_of_the_tiny_book(tiny_book, tmp_path):
     """The same generator on the `tiny` workbook (50,257-token vocabulary; ~3 s a check)."""
-    from sheetgpt.readback import load_book
-
-    contents = load_book(tiny_book, "fast", False)
-    layout = contents.layout
-    steps = list(layout.steps)
-    tok = layout.blocks["tokens"]
-    tiny = Book(tiny_book, read_parts(tiny_book), sheet_parts(tiny_book), layout, steps,
-                step_values(contents.values, layout, steps),
-                [(tok.sheet, tok.row + t, tok.col) for t in range(tok.n_rows)], contents.values)
-    run = _run_mutations(tiny, tmp_path, 30, SEED)
+    run = _run_mutations(book_under_test(tiny_book), tmp_path, 30, SEED)
     assert run.counts["caught"] == run.value_changing, "\n".join(run.of("missed", "misnamed"))
     assert not run.of("wrongly_failed", "unclear_error")
 

@@ -58,6 +58,17 @@ class EvaluatedBook(ABC):
     def formula_cells(self, sheet: str, max_row: int, max_col: int) -> set[tuple[int, int]]:
         """(row, col) of every cell up to (max_row, max_col) that holds a formula, shared or not."""
 
+    def formula_mask(self, sheet: str) -> np.ndarray:
+        """bool [n_rows, n_cols] of the sheet's extent: True where a cell holds a formula."""
+        mask = np.zeros(self.shape(sheet), bool)
+        for r, c in self.formula_cells(sheet, *mask.shape):
+            mask[r - 1, c - 1] = True
+        return mask
+
+    @abstractmethod
+    def formula_at(self, sheet: str, row: int, col: int) -> str | None:
+        """The formula of one cell as the file stores it (in a shared group: its master's text)."""
+
     @abstractmethod
     def shape(self, sheet: str) -> tuple[int, int]:
         """The used extent of the sheet in the file: (n_rows, n_cols)."""

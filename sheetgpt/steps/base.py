@@ -36,16 +36,31 @@ class BuildInputs:
     ids: Sequence[int]
 
 
+Vocab = Callable[[int], str]  # token id -> its text
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What formula cells outside the numeric steps (text lookups, labels, the Guide's
+    mirrors) must show, worked out from the reference values and the vocabulary, never
+    from the workbook's formulas: check compares every such cell with it."""
+
+    name: str  # what check calls these cells
+    expected: Callable[[Values, Vocab], list]  # one text or number per cell, row by row
+
+
 @dataclass(frozen=True)
 class Formula:
     """One shared formula over a rectangle, written for its top-left cell in relative terms.
-    Where `mask` is False a cell holds `fill` (None: it stays empty)."""
+    Where `mask` is False a cell holds `fill` (None: it stays empty). A formula outside the
+    numeric steps says what it `shows`."""
 
     where: Block
     text: str
     style: int = Style.NUMBER
     mask: np.ndarray | None = field(default=None, compare=False)
     fill: float | None = None
+    shows: Shown | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,7 @@ class CellFormulas:
     where: Block
     texts: Sequence[Sequence[str]]
     style: int = Style.NUMBER
+    shows: Shown | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -119,11 +135,6 @@ class Component:
         """Everything the builder writes for this component, in writing order."""
         return ()
 
-    def texts(self, v: Values, vocab: Callable[[int], str]) -> Iterable[tuple[str, Block, list[str]]]:
-        """What its text cells must show, worked out from the reference values `v` and the
-        vocabulary (not from the workbook's formulas): (name, one-column block, texts)."""
-        return ()
-
     def label(self, block: Block) -> str:
         """What a reader calls one of its blocks (the lesson's list of what a step reads)."""
         return block.name
@@ -143,12 +154,17 @@ def labels_column(rows: Block) -> Block:
     return Block("", rows.sheet, rows.row, 1, rows.n_rows, 1)
 
 
+def token_texts(name: str, ids: Block) -> Shown:
+    """The text of the token of each id in a one-column block of ids."""
+    return Shown(name, lambda v, vocab: [vocab(int(i)) for i in v[ids.name][:, 0]])
+
+
 def position_labels(layout: Layout, rows: Block) -> CellFormulas:
     """Column A of a block whose rows are positions: the live text of each position's token."""
     text = layout.position_text
     return CellFormulas(labels_column(rows),
                         [[f"{quote_sheet(text.sheet)}!{text.cell(t, 0, True, True)}"] for t in range(rows.n_rows)],
-                        Style.DEFAULT)
+                        Style.DEFAULT, token_texts("position_labels", layout.blocks["tokens"]))
 
 
 def numbered_header(block: Block) -> Constants:

@@ -7,7 +7,7 @@ from typing import Iterable
 from ..a1 import quote_sheet
 from ..layout import Block, Layout
 from ..xlsx import SheetOptions, Style
-from .base import BuildInputs, CellFormulas, Cells, Component, Constants
+from .base import BuildInputs, CellFormulas, Cells, Component, Constants, Shown, column, token_texts
 from .prediction import Prediction
 
 GUIDE_SHEET = "Guide"
@@ -53,16 +53,14 @@ class Guide(Component):
             yield _text(r, 1, key, Style.HEADER)
             yield _text(r, 2, value)
         yield _text(PREDICTION_ROW, 1, "Predicted next token", Style.HEADER)
-        yield _formula(PREDICTION_ROW, 2, p.top_text.at(0, 0), Style.INPUT)
-        yield _formula(PREDICTION_ROW, 3, p.top_probs.at(0, 0), Style.PERCENT)
+        yield _mirror(PREDICTION_ROW, 2, p.top_text, 1, Style.INPUT, token_texts("guide_prediction", p.top_ids))
+        yield _mirror(PREDICTION_ROW, 3, p.top_probs, 1, Style.PERCENT)
         yield Constants(Block("", GUIDE_SHEET, TOP_ROW, 1, 1, 4),
                         [[f"Top {p.k}", "token", "probability", "token id"]], Style.HEADER)
-        for k in range(p.k):
-            r = TOP_ROW + 1 + k
-            yield _text(r, 1, k + 1)
-            yield _formula(r, 2, p.top_text.at(k, 0))
-            yield _formula(r, 3, p.top_probs.at(k, 0), Style.PERCENT)
-            yield _formula(r, 4, p.top_ids.at(k, 0), Style.INTEGER)
+        yield column(Block("", GUIDE_SHEET, TOP_ROW + 1, 1, p.k, 1), range(1, p.k + 1))
+        yield _mirror(TOP_ROW + 1, 2, p.top_text, p.k, Style.DEFAULT, token_texts("guide_top_text", p.top_ids))
+        yield _mirror(TOP_ROW + 1, 3, p.top_probs, p.k, Style.PERCENT)
+        yield _mirror(TOP_ROW + 1, 4, p.top_ids, p.k, Style.INTEGER)
         for i, line in enumerate(HOW_TO):
             yield _text(HOW_TO_ROW + i, 1, line, Style.HEADER if i == 0 else Style.DEFAULT)
         yield Constants(Block("", GUIDE_SHEET, self.map_row, 1, 1, 2), [["Map of the sheets", "what it holds"]],
@@ -70,12 +68,6 @@ class Guide(Component):
         for r, sheet in enumerate(self._mapped(), self.map_row + 1):
             yield _text(r, 1, sheet.name, Style.LINK)
             yield _text(r, 2, sheet.title)
-
-    def texts(self, v, vocab):
-        p = self.prediction
-        top = [vocab(int(i)) for i in v[p.top_ids.name][:, 0]]
-        yield "guide_prediction", Block("", GUIDE_SHEET, PREDICTION_ROW, 2, 1, 1), top[:1]
-        yield "guide_top_text", Block("", GUIDE_SHEET, TOP_ROW + 1, 2, p.k, 1), top
 
     def sheet_options(self, inputs: BuildInputs) -> SheetOptions:
         links = [(f"A{r}", f"{quote_sheet(s.name)}!A1", f"go to {s.name}")
@@ -88,5 +80,8 @@ def _text(row: int, col: int, value: object, style: int = Style.DEFAULT) -> Cons
     return Constants(Block("", GUIDE_SHEET, row, col, 1, 1), [[value]], style)
 
 
-def _formula(row: int, col: int, text: str, style: int = Style.DEFAULT) -> CellFormulas:
-    return CellFormulas(Block("", GUIDE_SHEET, row, col, 1, 1), [[text]], style)
+def _mirror(row: int, col: int, source: Block, n: int, style: int, shows: Shown | None = None) -> CellFormulas:
+    """n cells down from (row, col) showing the first n cells of a one-column block; unless
+    told otherwise they must show the numbers the reference computes for it."""
+    shows = shows or Shown(f"guide_{source.name}", lambda v, vocab: list(v[source.name][:n, 0]))
+    return CellFormulas(Block("", GUIDE_SHEET, row, col, n, 1), [[source.at(i, 0)] for i in range(n)], style, shows)

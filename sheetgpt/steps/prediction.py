@@ -8,7 +8,8 @@ import numpy as np
 from ..a1 import quote_sheet
 from ..layout import Block, Layout
 from ..xlsx import Style
-from .base import BuildInputs, Cells, Component, Constants, Formula, Values, column, header, labels_column
+from .base import (BuildInputs, Cells, Component, Constants, Formula, Values, column, header, labels_column,
+                   token_texts)
 from .unembed import Logits
 
 TOP_K = 5  # the workbook's top-k list; the Guide shows the same
@@ -91,9 +92,7 @@ arithmetic is exactly GPT-2's, the knowledge is missing.</p>
         yield column(labels_column(self.top_logits), range(1, self.k + 1))
         yield header(Block("", here, self.top_logits.row, 1, 1, 5), ["rank", "token id", "logit", "probability",
                                                                      "token"])
-        yield Formula(self.top_text, f"INDEX({self.vocab.name},{self.top_ids.cell(0, 0)}+1)")
+        yield Formula(self.top_text, f"INDEX({self.vocab.name},{self.top_ids.cell(0, 0)}+1)",
+                      shows=token_texts("top_text", self.top_ids))
         yield Formula(self.top_ids, f"MATCH({self.top_logits.cell(0, 0)},{logits},0)-1", Style.INTEGER)
         yield Formula(self.top_probs, f"EXP({self.top_logits.cell(0, 0)}-{mx})/{total}", Style.PERCENT)
-
-    def texts(self, v, vocab):
-        yield "top_text", self.top_text, [vocab(int(i)) for i in v[self.top_ids.name][:, 0]]

@@ -5,7 +5,7 @@ from typing import Iterable
 
 from ..layout import Block, Layout
 from ..xlsx import Style
-from .base import BuildInputs, Cells, Component, Formula, column, header, labels_column
+from .base import BuildInputs, Cells, Component, Formula, column, header, labels_column, token_texts
 
 
 class Vocabulary(Component):
@@ -60,8 +60,6 @@ column next to each id looks its text up in the <code>vocab</code> sheet.</p>
         yield column(labels_column(self.ids), range(self.ids.n_rows))
         yield column(self.ids, inputs.ids, Style.INPUT)
         vocab = self.vocab.span(0, 0, self.vocab.n_rows - 1, 0, True, True)
-        yield Formula(self.text, f"INDEX({vocab},{self.ids.cell(0, 0)}+1)", Style.DEFAULT)
+        yield Formula(self.text, f"INDEX({vocab},{self.ids.cell(0, 0)}+1)", Style.DEFAULT,
+                      shows=token_texts("tokens_text", self.ids))
         yield header(self.ids, ["token id (edit)", "token"])
-
-    def texts(self, v, vocab):
-        yield "tokens_text", self.text, [vocab(int(i)) for i in v[self.ids.name][:, 0]]

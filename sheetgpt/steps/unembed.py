@@ -6,7 +6,7 @@ from typing import Iterable
 import numpy as np
 
 from ..layout import Block, Layout
-from .base import BuildInputs, Cells, Component, Formula, Values, column, header, labels_column
+from .base import BuildInputs, Cells, Component, Formula, Shown, Values, column, header, labels_column
 
 
 class Logits(Component):
@@ -45,8 +45,6 @@ them, with the maximum and the sum computed on sheet <code>prediction</code>.</p
         last = self.final.span(T - 1, 0, T - 1, D - 1, True, True)
         yield Formula(self.out, f"SUMPRODUCT({last},{self.wte.rows_ref(0)})")
         yield column(labels_column(self.out), np.arange(self.out.n_rows))
-        yield Formula(self.text, self.vocab.at(0, 0))
+        yield Formula(self.text, self.vocab.at(0, 0),
+                      shows=Shown("logits_text", lambda v, vocab: [vocab(i) for i in range(self.text.n_rows)]))
         yield header(self.text, ["token", "logit", "exp(logit - max)", "probability"])
-
-    def texts(self, v, vocab):
-        yield "logits_text", self.text, [vocab(i) for i in range(self.text.n_rows)]

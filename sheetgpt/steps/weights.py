@@ -1,9 +1,11 @@
 """One sheet per GPT-2 parameter, named after it, holding its values (float32 as decimals)."""
 from __future__ import annotations
 
+from typing import Iterable
+
 from ..layout import Block, Layout
 from ..model import param_shapes
-from .base import Component
+from .base import BuildInputs, Cells, Component, numbered_header
 
 
 def weight_block_name(param: str) -> str:
@@ -12,8 +14,8 @@ def weight_block_name(param: str) -> str:
 
 
 class Weights(Component):
-    """Every parameter as a block; a vector is one row. The builder streams these sheets
-    (they hold nearly every cell of a big model), so `cells` yields nothing."""
+    """Every parameter as a block; a vector is one row. The builder streams the values
+    (nearly every cell of a big model), so `cells` yields only the column numbers."""
 
     stage = "weights"
 
@@ -26,6 +28,10 @@ class Weights(Component):
             self.add_sheet(param, f"Weights {param} [{' x '.join(map(str, shape))}]")
             self.params[param] = block = self.add_block(weight_block_name(param), rows, cols, step=False)
             layout.add_weight(param, block)
+
+    def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
+        for block in self.params.values():
+            yield numbered_header(block)
 
     def __getitem__(self, param: str) -> Block:
         return self.params[param]

@@ -71,6 +71,25 @@ class FileBook(EvaluatedBook):
             cells.update(zip((rows[inside] + 1).tolist(), (cols[inside] + 1).tolist()))
         return cells
 
+    def formula_mask(self, sheet: str) -> np.ndarray:
+        s = self._sheet_structure(sheet)
+        mask = np.zeros(s.shape, bool)
+        for r, c, _ in s.single_cell:
+            mask[r, c] = True
+        for g in s.shared:
+            mask[np.asarray(g.rows), np.asarray(g.cols)] = True
+        return mask
+
+    def formula_at(self, sheet: str, row: int, col: int) -> str | None:
+        s = self._sheet_structure(sheet)
+        for r, c, text in s.single_cell:
+            if (r, c) == (row - 1, col - 1):
+                return text
+        for g in s.shared:
+            if any(r == row - 1 and c == col - 1 for r, c in zip(g.rows, g.cols)):
+                return g.text
+        return None
+
     def shape(self, sheet: str) -> tuple[int, int]:
         return self._sheet_structure(sheet).shape
 
