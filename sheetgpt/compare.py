@@ -113,13 +113,22 @@ def compare_labels(values: EvaluatedBook, cells: dict[str, list[Cells]], tol: fl
 
 
 def _differing_constants(values: EvaluatedBook, constants: Iterable[Constants], tol: float):
+    """(row, col, holds, expected) of each constant cell that shows otherwise, block by block."""
     for c in constants:
         w = c.where
+        want = np.asarray(c.values, dtype=object)
+        if not any(isinstance(v, str) for v in want.flat):  # numbers: compared at once
+            expected = want.astype(np.float64)
+            got, other = values.numbers(w.sheet, w.row, w.col, *expected.shape)
+            bad = other | ~(np.abs(got - expected) <= tol * np.maximum(np.abs(expected), 1))
+            for i, j in np.argwhere(bad).tolist():
+                yield w.row + i, w.col + j, values.value(w.sheet, w.row + i, w.col + j), c.values[i][j]
+            continue
         for i, row in enumerate(c.values):
-            for j, want in enumerate(row):
+            for j, expected in enumerate(row):
                 got = values.value(w.sheet, w.row + i, w.col + j)
-                if not shown_alike(got, want, tol):
-                    yield w.row + i, w.col + j, got, want
+                if not shown_alike(got, expected, tol):
+                    yield w.row + i, w.col + j, got, expected
 
 
 def foreign_formulas(values: EvaluatedBook, cells: dict[str, list[Cells]]) -> list[dict]:

@@ -1059,3 +1059,52 @@ def test_evaluate_dispatch(tmp_path):
     assert_value(evaluate(str(p), engine="formulas").value("S", 2, 1), 6.0)
     with pytest.raises(ValueError):
         evaluate(p, engine="excel")
+
+
+# --- rows whose every cell carries its address (the default book's weights) --------------------------
+
+def _named(row: int, first: str, values: list[str], label: str | None = None) -> str:
+    from openpyxl.utils.cell import column_index_from_string, get_column_letter
+
+    c0 = column_index_from_string(first)
+    cells = "".join(f'<c r="{get_column_letter(c0 + k)}{row}"><v>{v}</v></c>' for k, v in enumerate(values))
+    head = f'<c r="A{row}" s="0"><v>{label}</v></c>' if label is not None else ""
+    return f'<row r="{row}">{head}{cells}</row>'
+
+
+NAMED_ROWS = {
+    "plain": [_named(3, "B", ["0.5", "-1.25", "3"]), _named(4, "B", ["1e-05", "-2.5e+30", "7"])],
+    "with a label": [_named(3, "B", ["0.5", "2"], label="0"), _named(4, "B", ["4", "8"], label="1")],
+    "upper-case exponents, column E": [_named(5, "C", ["1E5", "2.5E-3", "-4E+2", "0.1"])],
+    "past Z": [_named(2, "X", [str(k) for k in range(10)])],
+    "a gap": ['<row r="3"><c r="B3"><v>1</v></c><c r="C3"><v>2</v></c><c r="E3"><v>4</v></c></row>'],
+    "a cell named for another column": ['<row r="3"><c r="B3"><v>1</v></c><c r="B3"><v>2</v></c>'
+                                        '<c r="D3"><v>3</v></c></row>'],
+    "a typed cell": ['<row r="3"><c r="B3"><v>1</v></c><c r="C3" t="n"><v>2</v></c><c r="D3"><v>3</v></c></row>'],
+    "a formula": ['<row r="3"><c r="B3"><v>1</v></c><c r="C3"><f>B3*2</f></c><c r="D3"><v>3</v></c></row>'],
+}
+
+
+@pytest.mark.parametrize("case", list(NAMED_ROWS))
+def test_rows_of_addressed_cells_read_as_openpyxl_reads_them(tmp_path, case):
+    """The vectorised path for addressed number rows agrees with openpyxl on every cell, or
+    the row takes the general path (a gap, a type, a formula, a repeated address)."""
+    import openpyxl
+
+    from sheetgpt.engines.fast import read_workbook
+
+    path = raw_xlsx(tmp_path / "named.xlsx", {"S": "".join(NAMED_ROWS[case])})
+    try:
+        ours = read_workbook(path).sheets["S"]
+    except UserError as e:  # a repeated address may be refused, never misplaced
+        assert case == "a cell named for another column", e
+        return
+    ws = openpyxl.load_workbook(path).active
+    for row in ws.iter_rows():
+        for cell in row:
+            if cell.value is None or isinstance(cell.value, str):
+                continue
+            got = ours.num[cell.row - 1, cell.column - 1]
+            assert got == float(cell.value), (case, cell.coordinate, got, cell.value)
+    n_cells = sum(1 for row in ws.iter_rows() for c in row if c.value is not None and c.data_type != "f")
+    assert int((ours.kind != 0).sum()) == n_cells, case

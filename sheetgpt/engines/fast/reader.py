@@ -1,14 +1,18 @@
 """Read an .xlsx into dense per-sheet arrays plus its formulas, never its cached values.
 
 Big sheets of plain numbers take a vectorised path: complete rows are cut from the
-streamed XML, and the text inside every <v> element is parsed by NumPy in one call.
+streamed XML, and the text inside every <v> element is parsed by NumPy in one call; rows
+whose every cell carries its address (the default book) lose their markup to two
+bytes.translate calls, the column letters checked against the expected ones.
 Rows with formulas, strings, gaps or errors take the general (regex, per cell) path.
 Files are untrusted: DTDs are refused (no entity expansion), the decompressed size and
 the sheet dimensions are capped.
 """
 from __future__ import annotations
 
+import functools
 import multiprocessing
+import warnings
 import os
 import re
 import zipfile
@@ -21,7 +25,7 @@ from xml.etree import ElementTree
 
 import numpy as np
 
-from ...a1 import MAX_ROWS, col_number
+from ...a1 import MAX_COLS, MAX_ROWS, col_letter, col_number
 from ...errors import UserError
 from ...workers import worker_init
 
@@ -78,6 +82,27 @@ _ATTR = re.compile(rb'([\w:]+)\s*=\s*"([^"]*)"')
 _ENTITY = re.compile(r"&(#x[0-9A-Fa-f]+|#[0-9]+|amp|lt|gt|quot|apos);")
 _OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 _ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+
+# a row of addressed number cells, <c r="B5"><v>0.8</v></c>..., read as "5 0.8 5 ...": quotes
+# become spaces, the markup and the column letters go (see _SheetBuilder._named_row)
+_NAMED_TABLE = bytes.maketrans(b'"', b" ")
+_NAMED_DELETE = b"<>/=cvr" + bytes(range(ord("A"), ord("Z") + 1))
+_NOT_LETTERS = bytes(b for b in range(256) if not (b == ord('"') or ord("A") <= b <= ord("Z")))
+
+
+@functools.lru_cache(maxsize=256)
+def _quoted_letters(first_col: int, n: int) -> bytes:
+    """What the addresses of n cells from first_col (1-based) leave when all but the
+    quotes and capitals go: b'"B""C""D"' (an exponent such as 1E5 would show as an extra E)."""
+    return b"".join(b'"%s"' % col_letter(c).encode() for c in range(first_col, first_col + n))
+
+
+def _named_in_order(body: bytes, first_col: int, n: int, row: int) -> bool:
+    """Whether all n cells of a row carry their addresses, and those are exactly the
+    columns from first_col on, in order, on this row (0-based)."""
+    found = _CELL_ATTR.findall(body)
+    return len(found) == n and b"".join(found) == b"".join(
+        b' r="%s%d"' % (col_letter(c).encode(), row + 1) for c in range(first_col + 1, first_col + n + 1))
 
 
 def unescape(raw: bytes, ooxml: bool = False) -> str:
@@ -185,7 +210,7 @@ class _SheetBuilder:
     """Collects a sheet's cells while its XML streams by."""
 
     def __init__(self, name: str, sst: list[str], prefix: bytes, cached: bool = False):
-        self.name, self.sst, self.cached = name, sst, cached
+        self.name, self.sst, self.cached, self.prefix = name, sst, cached, prefix
         p = re.escape(prefix)
         self.cell_re = re.compile(rb"<" + p + rb"c(\s[^>]*?)?(?:/>|>(.*?)</" + p + rb"c>)", re.S)
         self.row_re = re.compile(rb"<" + p + rb"row(\s[^>]*?)?/>")
@@ -211,6 +236,7 @@ class _SheetBuilder:
         """Process a piece of sheet XML that ends just after a </row> (or at the end)."""
         fast: list[tuple[int, int, int, bytes]] = []  # (row, first col, n cells, body)
         simple: list[tuple[int, int, bytes]] = []  # (row, first col, "v1 v2 v3 ...")
+        named: list[tuple] = []  # (row, first col, n cells, "row v1 row v2 ...", label cell, body)
         for piece in chunk.split(self.row_close):
             start = piece.rfind(self.row_open)
             if start < 0:
@@ -228,19 +254,82 @@ class _SheetBuilder:
             body = piece[end + 1:]
             if not body.strip():
                 continue
-            plain = self._simple_row(body)
-            if plain is not None:
-                simple.append((self.row, *plain))
-                continue
-            span = self._fast_span(body)
-            if span is None:
-                self._general_row(body)
+            pairs = self._named_row(body)
+            if pairs is not None:
+                named.append((self.row, *pairs, body))
             else:
-                fast.append((self.row, span[0], span[1], body))
+                self._route(body, simple, fast)
+        if named and not self._named_rows(named):  # one of them was not what it seemed: row by row
+            last_row = self.row
+            for r, *_, body in named:
+                self.row = r
+                self._route(body, simple, fast)
+            self.row = last_row
         if simple:
             self._simple_rows(simple)
         if fast:
             self._fast_rows(fast)
+
+    def _route(self, body: bytes, simple: list, fast: list) -> None:
+        """A row's cells read at once (general path) or queued for a vectorised path."""
+        plain = self._simple_row(body)
+        if plain is not None:
+            simple.append((self.row, *plain))
+            return
+        span = self._fast_span(body)
+        if span is None:
+            self._general_row(body)
+        else:
+            fast.append((self.row, span[0], span[1], body))
+
+    def _named_row(self, body: bytes) -> tuple[int, int, bytes, bytes] | None:
+        """A row of number cells that each carry their address and nothing else, as the
+        default book's weights are, after perhaps a label cell with a style: (first col,
+        n, the text "row value row value ...", the label cell's XML or b""). Every column
+        letter is checked here, every row number and that there are exactly n values in
+        _named_rows (a gap, a style, a type or a formula breaks the pattern)."""
+        if self.prefix or not body.startswith(b'<c r="'):
+            return None
+        label = b""
+        if body.find(b'="', 6) < body.find(b">"):  # the first cell has more than its address
+            label = body[:body.find(b"</c>") + 4]
+            body = body[len(label):]
+            if not label or not body.startswith(b'<c r="'):
+                return None
+        first = _CELL_REF.match(body, 6)
+        n = body.count(b'="')
+        if first is None or not 0 < col_number(first.group(1)) <= MAX_COLS - n + 1:
+            return None
+        c0 = col_number(first.group(1))
+        if body.translate(None, _NOT_LETTERS) != _quoted_letters(c0, n):  # every column, in order, once
+            return None
+        return c0 - 1, n, body.translate(_NAMED_TABLE, _NAMED_DELETE), label
+
+    def _named_rows(self, rows: list[tuple[int, int, int, bytes, bytes, bytes]]) -> bool:
+        """Parse many named rows with one NumPy call; False (nothing kept) unless every row
+        held exactly its n values, each after its own row number."""
+        try:
+            with warnings.catch_warnings():  # text that is not a number ends the parse early: counted below
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pairs = np.fromstring(b" ".join(row[3] for row in rows), dtype=np.float64, sep=" ")
+        except ValueError:  # newer NumPy: the same, raised
+            return False
+        counts = np.array([row[2] for row in rows])
+        if pairs.size != 2 * counts.sum():
+            return False
+        pairs = pairs.reshape(-1, 2)
+        if not (pairs[:, 0] == np.repeat([row[0] + 1 for row in rows], counts)).all():
+            return False
+        last_row = self.row
+        for (r, c0, n, _, label, _), values in zip(rows, np.split(pairs[:, 1], np.cumsum(counts)[:-1])):
+            self.runs.append((r, c0, values))
+            self.max_row = max(self.max_row, r)
+            self.max_col = max(self.max_col, c0 + n - 1)
+            if label:
+                self.row = r
+                self._general_row(label)
+        self.row = last_row
+        return True
 
     def _simple_row(self, body: bytes) -> tuple[int, bytes] | None:
         """A row of attribute-free number cells (as sheetgpt writes weights), except perhaps
@@ -299,13 +388,8 @@ class _SheetBuilder:
         head = body[:body.index(b">", 1) + 1]
         first = _CELL_REF.search(head) if b' r="' in head else None
         first_col = col_number(first.group(1)) - 1 if first else 0
-        if b' r="' in body:
-            last_c = body.rfind(self.c_open)
-            last = _CELL_REF.search(body, last_c, body.index(b">", last_c))
-            if last is None or col_number(last.group(1)) - 1 != first_col + n - 1:
-                return None
-            if int(last.group(2)) - 1 != self.row:
-                return None
+        if b' r="' in body and not _named_in_order(body, first_col, n, self.row):
+            return None  # some cells unnamed, or named out of order: per cell
         return first_col, n
 
     def _fast_rows(self, fast: list[tuple[int, int, int, bytes]]) -> None:
