@@ -83,8 +83,9 @@ _ENTITY = re.compile(r"&(#x[0-9A-Fa-f]+|#[0-9]+|amp|lt|gt|quot|apos);")
 _OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 _ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
 
-# a row of addressed number cells, <c r="B5"><v>0.8</v></c>..., read as "5 0.8 5 ...": quotes
-# become spaces, the markup and the column letters go (see _SheetBuilder._named_row)
+# a row of addressed number cells, <c r="B5"><v>0.8</v></c>..., read as " 0.8 ...": with the
+# row number gone, quotes become spaces, the markup and the column letters go
+# (see _SheetBuilder._named_row)
 _NAMED_TABLE = bytes.maketrans(b'"', b" ")
 _NAMED_DELETE = b"<>/=cvr" + bytes(range(ord("A"), ord("Z") + 1))
 _NOT_LETTERS = bytes(b for b in range(256) if not (b == ord('"') or ord("A") <= b <= ord("Z")))
@@ -285,9 +286,9 @@ class _SheetBuilder:
     def _named_row(self, body: bytes) -> tuple[int, int, bytes, bytes] | None:
         """A row of number cells that each carry their address and nothing else, as the
         default book's weights are, after perhaps a label cell with a style: (first col,
-        n, the text "row value row value ...", the label cell's XML or b""). Every column
-        letter is checked here, every row number and that there are exactly n values in
-        _named_rows (a gap, a style, a type or a formula breaks the pattern)."""
+        n, the values as space-separated text, the label cell's XML or b""). Every column
+        letter is checked here; that there are exactly n values (no other row number, no
+        style, type or formula left) in _named_rows."""
         if self.prefix or not body.startswith(b'<c r="'):
             return None
         label = b""
@@ -297,32 +298,32 @@ class _SheetBuilder:
             if not label or not body.startswith(b'<c r="'):
                 return None
         first = _CELL_REF.match(body, 6)
-        n = body.count(b'="')
+        letters = body.translate(None, _NOT_LETTERS)
+        n = len(letters) and letters.count(b'"') // 2
         if first is None or not 0 < col_number(first.group(1)) <= MAX_COLS - n + 1:
             return None
         c0 = col_number(first.group(1))
-        if body.translate(None, _NOT_LETTERS) != _quoted_letters(c0, n):  # every column, in order, once
+        if letters != _quoted_letters(c0, n):  # every column, in order, once
             return None
-        return c0 - 1, n, body.translate(_NAMED_TABLE, _NAMED_DELETE), label
+        # this row's number goes from every address; one left behind (another row) is an extra number
+        values = body.replace(b'%d"' % (self.row + 1), b'"').translate(_NAMED_TABLE, _NAMED_DELETE)
+        return c0 - 1, n, values, label
 
     def _named_rows(self, rows: list[tuple[int, int, int, bytes, bytes, bytes]]) -> bool:
         """Parse many named rows with one NumPy call; False (nothing kept) unless every row
-        held exactly its n values, each after its own row number."""
+        held exactly its n values."""
         try:
             with warnings.catch_warnings():  # text that is not a number ends the parse early: counted below
                 warnings.simplefilter("ignore", DeprecationWarning)
-                pairs = np.fromstring(b" ".join(row[3] for row in rows), dtype=np.float64, sep=" ")
+                values = np.fromstring(b" ".join(row[3] for row in rows), dtype=np.float64, sep=" ")
         except ValueError:  # newer NumPy: the same, raised
             return False
-        counts = np.array([row[2] for row in rows])
-        if pairs.size != 2 * counts.sum():
-            return False
-        pairs = pairs.reshape(-1, 2)
-        if not (pairs[:, 0] == np.repeat([row[0] + 1 for row in rows], counts)).all():
+        counts = [row[2] for row in rows]
+        if values.size != sum(counts):
             return False
         last_row = self.row
-        for (r, c0, n, _, label, _), values in zip(rows, np.split(pairs[:, 1], np.cumsum(counts)[:-1])):
-            self.runs.append((r, c0, values))
+        for (r, c0, n, _, label, _), run in zip(rows, np.split(values, np.cumsum(counts)[:-1])):
+            self.runs.append((r, c0, run))
             self.max_row = max(self.max_row, r)
             self.max_col = max(self.max_col, c0 + n - 1)
             if label:
