@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .a1 import cell_name
-from .engines import EvaluatedBook
+from .engines import CellOverride, EvaluatedBook
 from .builder import book_cells
 from .compare import StepResult, compare_block, compare_labels, compare_shown, foreign_formulas, shown_alike
 from .lint import Finding, lint_book, to_json
@@ -41,9 +41,11 @@ class CheckReport:
 
 def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: str | None = None,
                    tol: float = DEFAULT_TOL, engine: str = "fast", progress: bool | None = None,
-                   architecture: Callable | None = None) -> CheckReport:
-    book = load_book(path, engine, progress, architecture)
-    inputs: list[str] = []
+                   architecture: Callable | None = None, overrides: Sequence[CellOverride] = ()) -> CheckReport:
+    """Everything a reader of the workbook sees against what it must show; `overrides`:
+    as if those cells held those values (the file is not changed)."""
+    book = load_book(path, engine, progress, architecture, overrides)
+    inputs: list[str] = [f"as if {o.sheet}!{cell_name(o.row, o.col)} held {o.shown}" for o in overrides]
     first: dict | None = None
     if model is not None:
         for compare in (_compare_weights, _compare_vocabulary):

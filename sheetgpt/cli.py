@@ -149,10 +149,20 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
     from .engines import ENGINES
     p.add_argument("--engine", choices=ENGINES, default="fast",
                    help="formula engine: fast (default, sheetgpt's own), libreoffice (LibreOffice headless "
-                        "recalculates the file; needs libreoffice-calc-nogui and python3-uno) or formulas "
-                        "(the PyPI package, for cross-checking small workbooks only)")
+                        "recalculates the file; needs libreoffice-calc-nogui and python3-uno), ironcalc (pip "
+                        "install ironcalc), gnumeric (apt-get install gnumeric) or formulas (the PyPI package, "
+                        "for cross-checking small workbooks only)")
+    p.add_argument("--set", action="append", default=[], metavar="SHEET!CELL=VALUE", dest="overrides",
+                   help="evaluate as if this cell held VALUE (a number, or text; 'TEXT forces text), the file "
+                        "unchanged; repeat for more cells, e.g. --set \"tokens!B3=464\" (fast engine only)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _overrides(args) -> list:
+    from .overrides import parse_override
+
+    return [parse_override(text) for text in args.overrides]
 
 
 def _progress(args) -> bool | None:
@@ -181,7 +191,7 @@ def _check(args) -> int:
         raise UserError("--tol must be a positive number")
     model = load_model(args.model) if args.model else None
     report = check_workbook(args.book, model=model, prompt=args.prompt, tol=tol, engine=args.engine,
-                            progress=_progress(args))
+                            progress=_progress(args), overrides=_overrides(args))
     if args.json:
         print(json.dumps(_finite(report.to_json()), allow_nan=False))
         return 0 if report.ok else 1
@@ -221,7 +231,7 @@ def _check(args) -> int:
 def _eval(args) -> int:
     from .jobs import evaluate_top
 
-    top, logits, about = evaluate_top(args.book, args.top, args.engine, _progress(args))
+    top, logits, about = evaluate_top(args.book, args.top, args.engine, _progress(args), _overrides(args))
     if args.logits:
         try:
             np.save(args.logits, logits)

@@ -6,10 +6,12 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from .builder import BuildResult, plan_book, write_book
+from .engines import CellOverride
 from .errors import UserError
 from .load import DEFAULT_MODEL, LoadedModel, load_model
 from .readback import load_book
@@ -55,12 +57,13 @@ class Ranked:
     logit: float
 
 
-def evaluate_top(book: Path, k: int, engine: str = "fast",
-                 progress: bool | None = None) -> tuple[list[Ranked], np.ndarray, str]:
-    """The workbook's own top-k next tokens, its last-position logits, and what its model is."""
+def evaluate_top(book: Path, k: int, engine: str = "fast", progress: bool | None = None,
+                 overrides: Sequence[CellOverride] = ()) -> tuple[list[Ranked], np.ndarray, str]:
+    """The workbook's own top-k next tokens, its last-position logits, and what its model
+    is; `overrides`: as if those cells held those values."""
     if k < 1:
         raise UserError("--top must be at least 1")
-    contents = load_book(book, engine, progress)
+    contents = load_book(book, engine, progress, overrides=overrides)
     logits = contents.numbers(contents.layout.blocks["logits"], "logit")[:, 0]
     probs = softmax(logits)
     top = [Ranked(int(i), contents.token_text(int(i)), float(probs[i]), float(logits[i])) for i in top_k(logits, k)]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 from xml.etree import ElementTree
 
 import numpy as np
 
 from .a1 import AddressError, parse_range
-from .engines import CellValueError, EvaluatedBook, evaluate
+from .engines import CellOverride, CellValueError, EvaluatedBook, evaluate
 from .errors import UserError
 from .layout import Block, Layout
 from .load import LoadedModel, describe
@@ -87,13 +87,14 @@ def read_defined_names(path: Path) -> tuple[list[str], dict[str, str]]:
 
 
 def load_book(path: str | Path, engine: str = "fast", progress: bool | None = None,
-              architecture: Callable | None = None) -> BookContents:
-    """Evaluate a sheetgpt workbook and read its config, weights and token ids."""
+              architecture: Callable | None = None, overrides: Sequence[CellOverride] = ()) -> BookContents:
+    """Evaluate a sheetgpt workbook (as if the cells of `overrides` held their values) and
+    read its config, weights and token ids."""
     path = Path(path)
     sheets, names = read_defined_names(path)
     if META_SHEET not in sheets or "tokens" not in names or "logits" not in names:
         raise UserError(f"{path} was not made by sheetgpt (no {META_SHEET} sheet or tokens/logits names)")
-    values = evaluate(path, engine, progress)
+    values = evaluate(path, engine, progress, overrides)
     meta = read_meta(values)
     try:
         layout = Layout(GPT2Config.from_dict(meta), int(meta["n_tokens"]), architecture)

@@ -579,8 +579,8 @@ class Judge:
         self.captured = None
         real = check.load_book
 
-        def capture(path, engine="fast", progress=None, architecture=None):
-            self.captured = real(path, engine, progress, architecture)
+        def capture(path, *args, **kwargs):
+            self.captured = real(path, *args, **kwargs)
             return self.captured
 
         monkeypatch.setattr(check, "load_book", capture)

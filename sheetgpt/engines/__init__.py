@@ -7,17 +7,25 @@ sheets, defined names and formulas, read the same way whichever engine computed.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
-from .base import CellValueError, EvaluatedBook, FormulaCell
+from ..errors import UserError
+
+from .base import CellOverride, CellValueError, EvaluatedBook, FormulaCell
 
 ENGINES = ("fast", "formulas", "libreoffice", "ironcalc", "gnumeric")
 
 
-def evaluate(path: str | Path, engine: str = "fast", progress: bool | None = None) -> EvaluatedBook:
-    """Recalculate every formula of the workbook at `path` with the named engine."""
+def evaluate(path: str | Path, engine: str = "fast", progress: bool | None = None,
+             overrides: Sequence[CellOverride] = ()) -> EvaluatedBook:
+    """Recalculate every formula of the workbook at `path` with the named engine, as if the
+    cells of `overrides` held their values (our own engine only: the others read files)."""
+    if overrides and engine != "fast":
+        raise UserError(f"--set works with the fast engine (the default), not with --engine {engine}: "
+                        "to try a change there, type it into the book and save it")
     if engine == "fast":
         from .fast import evaluate_fast
-        return evaluate_fast(Path(path), progress)
+        return evaluate_fast(Path(path), progress, overrides)
     if engine == "libreoffice":
         from .libreoffice import evaluate_with_libreoffice
         return evaluate_with_libreoffice(Path(path), progress)
@@ -33,4 +41,4 @@ def evaluate(path: str | Path, engine: str = "fast", progress: bool | None = Non
     raise ValueError(f"unknown engine {engine!r}: choose from {', '.join(ENGINES)}")
 
 
-__all__ = ["CellValueError", "EvaluatedBook", "ENGINES", "FormulaCell", "evaluate"]
+__all__ = ["CellOverride", "CellValueError", "EvaluatedBook", "ENGINES", "FormulaCell", "evaluate"]

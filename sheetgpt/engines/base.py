@@ -33,6 +33,22 @@ class FormulaCell:
     shared: bool
 
 
+@dataclass(frozen=True)
+class CellOverride:
+    sheet: str
+    row: int  # 1-based
+    col: int
+    value: float | str
+
+    @property
+    def shown(self) -> str:
+        """The value as a person would type it."""
+        return f"{self.value:.17g}" if isinstance(self.value, float) else repr(self.value)
+
+    def __str__(self) -> str:
+        return f"{self.sheet}!{cell_name(self.row, self.col)}={self.shown}"
+
+
 class EvaluatedBook(ABC):
     """An evaluated workbook: the values every engine computed, and what the file itself
     says (sheets, defined names, formulas, extents), the same whichever engine ran.

@@ -9,8 +9,10 @@ its modules are internals.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from ...errors import UserError
+from ..base import CellOverride
 from ...progress import Progress
 from .book import FastBook, FileBook, FileStructure
 from .compiler import CompileError, compile_groups, order_groups, shorten
@@ -23,10 +25,15 @@ from .registry import REGISTRY, Function
 from .values import EvalError
 
 
-def evaluate_fast(path: str | Path, progress: bool | None = None) -> FastBook:
-    """Read the workbook and compute all its formulas from scratch."""
+def evaluate_fast(path: str | Path, progress: bool | None = None, overrides: Sequence[CellOverride] = ()) -> FastBook:
+    """Read the workbook and compute all its formulas from scratch, as if the cells of
+    `overrides` held their values."""
     with Progress(total=0, desc="reading sheets", enabled=progress, unit="sheet") as bar:
         wb = read_workbook(path, progress=lambda name: bar.update(1))
+    for o in overrides:
+        if o.sheet not in wb.sheets:
+            raise UserError(f"--set {o}: the workbook has no sheet {o.sheet!r}")
+        wb.sheets[o.sheet].put(o.row - 1, o.col - 1, o.value)
     try:
         groups = order_groups(compile_groups(wb, FUNCTIONS))
     except FormulaError as e:
