@@ -1110,3 +1110,84 @@ def test_rows_of_addressed_cells_read_as_openpyxl_reads_them(tmp_path, case):
             assert got == float(cell.value), (case, cell.coordinate, got, cell.value)
     n_cells = sum(1 for row in ws.iter_rows() for c in row if c.value is not None and c.data_type != "f")
     assert int((ours.kind != 0).sum()) == n_cells, case
+
+
+# --- inflating sheets: ISA-L, checked like zipfile checks ----------------------------------------------
+
+def _with_member_bytes(src: Path, dst: Path, part: str, edit) -> Path:
+    """A copy of the zip with one member's stored bytes (compressed, or its CRC) edited in place."""
+    import shutil
+    import struct
+
+    shutil.copy(src, dst)
+    with zipfile.ZipFile(dst) as z:
+        info = z.getinfo(part)
+    with open(dst, "r+b") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", f.read(4))
+        edit(f, info, info.header_offset + 30 + name_len + extra_len)
+    return dst
+
+
+def _biggest_sheet(path: Path) -> str:
+    with zipfile.ZipFile(path) as z:
+        return max((i for i in z.infolist() if i.filename.startswith("xl/worksheets/")), key=lambda i: i.file_size).filename
+
+
+def test_sheets_read_the_same_with_zlib_and_with_isal(small_book, monkeypatch):
+    from sheetgpt.engines.fast import read_workbook, reader
+
+    assert reader._isal_zlib is not None, "isal is a dependency: pip install -e ."
+    with_isal = read_workbook(small_book)
+    monkeypatch.setattr(reader, "_isal_zlib", None)
+    with_zlib = read_workbook(small_book)
+    for name, sheet in with_isal.sheets.items():
+        other = with_zlib.sheets[name]
+        assert np.array_equal(sheet.num, other.num, equal_nan=True) and np.array_equal(sheet.kind, other.kind)
+        assert sheet.text == other.text and sheet.formulas == other.formulas, name
+
+
+@pytest.mark.parametrize("damage", ["crc", "data"])
+def test_a_damaged_sheet_part_is_a_one_line_error(small_book, tmp_path, damage):
+    """A wrong CRC or changed deflate bytes: the ISA-L path names the part (as zipfile does
+    for the small parts it also validates), read_workbook says so in one line."""
+    from sheetgpt.engines.fast import read_workbook, reader
+
+    part = _biggest_sheet(small_book)
+    data = small_book.read_bytes()
+
+    def edit(f, info, data_start):
+        if damage == "crc":  # the central directory's CRC: what zipfile and the reader check against
+            f.seek(_central_crc_offset(data, part))
+            f.write((info.CRC ^ 1).to_bytes(4, "little"))
+        else:
+            f.seek(data_start + info.compress_size // 2)
+            f.write(bytes([data[data_start + info.compress_size // 2] ^ 0x55]))
+
+    bad = _with_member_bytes(small_book, tmp_path / "bad.xlsx", part, edit)
+    with zipfile.ZipFile(bad) as z:
+        try:
+            with reader._Inflated(str(bad), z.getinfo(part)) as f:
+                while f.read(1 << 16):
+                    pass
+        except UserError as e:  # the CRC or size
+            assert part in str(e)
+        except reader._ISAL_ERRORS:  # the deflate stream itself: _read_sheet turns it into a FileError
+            assert damage == "data"
+        else:
+            raise AssertionError("damage not noticed")
+    with pytest.raises(UserError) as e:
+        read_workbook(bad)
+    assert "\n" not in str(e.value) and part in str(e.value) or "unpacked" in str(e.value), e.value
+
+
+def _central_crc_offset(data: bytes, part: str) -> int:
+    """Where the central directory stores the CRC-32 of `part`."""
+    import struct
+
+    i = data.index(b"PK\x01\x02")
+    while True:
+        name_len, extra_len, comment_len = struct.unpack("<HHH", data[i + 28:i + 34])
+        if data[i + 46:i + 46 + name_len].decode() == part:
+            return i + 16
+        i += 46 + name_len + extra_len + comment_len

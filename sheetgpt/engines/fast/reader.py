@@ -28,8 +28,9 @@ import numpy as np
 
 try:  # ISA-L's inflate: the same deflate, several times faster (pip install isal)
     from isal import isal_zlib as _isal_zlib
+    _ISAL_ERRORS: tuple = (_isal_zlib.error,)
 except ImportError:  # pragma: no cover - zlib does the same, slower
-    _isal_zlib = None
+    _isal_zlib, _ISAL_ERRORS = None, ()
 
 from ...a1 import MAX_COLS, MAX_ROWS, col_letter, col_number
 from ...errors import UserError
@@ -565,7 +566,7 @@ def _find_all(data: bytes, needle: bytes) -> np.ndarray:
 def _read_sheet(z: zipfile.ZipFile, part: str, name: str, sst: list[str], cached: bool = False) -> Sheet:
     try:
         return _stream_sheet(z, part, name, sst, cached)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:  # truncated or lying archives
+    except (zipfile.BadZipFile, zlib.error, *_ISAL_ERRORS, EOFError, OSError) as e:  # truncated or lying archives
         raise FileError(f"sheet {name!r} cannot be unpacked: {e}") from None
 
 
