@@ -159,6 +159,17 @@ _COMPARE = {"=": operator.eq, "<>": operator.ne, "<": operator.lt, ">": operator
             "<=": operator.le, ">=": operator.ge}
 
 
+def scalar_operand(ctx: Ctx, node) -> Vals:
+    """An argument that takes one value per cell: evaluated outside array context, a
+    range implicitly intersected, an array's first element."""
+    saved, ctx.array = ctx.array, False
+    try:
+        v = operand(ctx, evaluate(node, ctx))
+    finally:
+        ctx.array = saved
+    return v.take((slice(None), 0, 0)) if v.num.ndim == 3 else v
+
+
 def compare(op: str, a: Vals, b: Vals) -> Vals:
     if a.kind is None and b.kind is None:
         x, y = _align(a.num, b.num)

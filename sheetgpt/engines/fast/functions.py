@@ -13,20 +13,12 @@ import re
 import numpy as np
 
 from .evaluator import Ctx, evaluate, operand, select
+from .evaluator import scalar_operand as _scalar
 from .parser import Missing
 from .reader import EMPTY, ERR, NUM, STR
 from .registry import ALL, function, implementations
 from .values import (EvalError, RangeVal, Vals, as_numbers, const, error, first_errors, gather, materialize,
                      numbers_result)
-
-
-def _scalar(ctx: Ctx, node) -> Vals:
-    saved, ctx.array = ctx.array, False
-    try:
-        v = operand(ctx, evaluate(node, ctx))
-    finally:
-        ctx.array = saved
-    return v.take((slice(None), 0, 0)) if v.num.ndim == 3 else v
 
 
 def _array(ctx: Ctx, node):
@@ -428,4 +420,6 @@ def IF(ctx, args):
     return select(np.equal(errs, None), v, Vals(np.full(ctx.n, np.nan), np.full(ctx.n, ERR, np.uint8), errs))
 
 
-FUNCTIONS = implementations()  # every function above, by name, for the compiler
+from . import text_functions  # noqa: E402,F401  (registers MID, LEN, CODE, AND, ...)
+
+FUNCTIONS = implementations()  # every function above and in text_functions, by name, for the compiler

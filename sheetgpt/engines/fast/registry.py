@@ -64,9 +64,9 @@ def implementations() -> dict[str, Callable]:
 
 # Functions the engine does not compute, known to the lint: (names, their facts).
 NOT_COMPUTED = (
-    (("AND", "CHOOSE", "CONCATENATE", "COS", "FALSE", "IFERROR", "INT", "ISBLANK", "ISERROR", "ISNUMBER",
-      "ISTEXT", "LEFT", "LEN", "LOG", "LOG10", "LOWER", "MID", "MOD", "NOT", "OR", "POWER", "RIGHT", "ROUND",
-      "ROUNDDOWN", "ROUNDUP", "SIGN", "SIN", "TAN", "TRUE", "UPPER"), dict(portable=True)),
+    (("CHOOSE", "CONCATENATE", "COS", "FALSE", "IFERROR", "INT", "ISBLANK", "ISERROR", "ISTEXT", "LOG", "LOG10",
+      "LOWER", "MOD", "POWER", "ROUND", "ROUNDDOWN", "ROUNDUP", "SIGN", "SIN", "TAN", "TRUE", "UPPER"),
+     dict(portable=True)),
     (("COUNTA", "PRODUCT", "SUMSQ"), dict(portable=True, range_args=ALL)),
     (("COLUMN", "COLUMNS", "COUNTBLANK", "COUNTIF", "ROW", "ROWS"), dict(portable=True, range_args=(0,))),
     (("HLOOKUP", "VLOOKUP"), dict(portable=True, range_args=(1,))),
