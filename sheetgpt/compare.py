@@ -96,12 +96,14 @@ def shown_alike(got: object, want: object, tol: float = 0.0) -> bool:
 
 
 def compare_labels(values: EvaluatedBook, cells: dict[str, list[Cells]], tol: float) -> list[StepResult]:
-    """Every constant the builder writes (titles, headers, row labels, the Guide's text,
-    the vocabulary, the token ids) against what the workbook holds there: one result per
-    sheet, naming its first differing cell."""
+    """Every constant the builder writes (titles, headers, row labels, the Guide's text)
+    against what the workbook holds there, the book's own inputs aside: one result per
+    sheet that has such constants, naming its first differing cell."""
     results = []
     for sheet, sheet_cells in cells.items():
-        constants = (c for c in sheet_cells if isinstance(c, Constants))
+        constants = [c for c in sheet_cells if isinstance(c, Constants) and not c.given]
+        if not constants:
+            continue
         bad = next(_differing_constants(values, constants, tol), None)
         if bad is None:
             results.append(StepResult("labels", sheet, 0.0, 0.0, True))

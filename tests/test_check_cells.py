@@ -158,3 +158,12 @@ def edit_text(xml: str, address: str, old: str, new: str) -> str:
     i = xml.index(f'r="{address}"')
     j = xml.index(f">{old}<", i) + 1
     return xml[:j] + new + xml[j + len(old):]
+
+
+def test_a_book_from_another_sheetgpt_version_checks(small_book):
+    """The metadata is the book's own input (as are the ids and the vocabulary): a book
+    written by another version of sheetgpt is not a changed label."""
+    from sheetgpt.overrides import parse_override
+
+    assert check_workbook(small_book, progress=False, overrides=[parse_override("_meta!A3='sheetgpt_version"),
+                                                                 parse_override("_meta!B3='0.0.1")]).ok

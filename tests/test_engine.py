@@ -1178,7 +1178,7 @@ def test_a_damaged_sheet_part_is_a_one_line_error(small_book, tmp_path, damage):
             raise AssertionError("damage not noticed")
     with pytest.raises(UserError) as e:
         read_workbook(bad)
-    assert "\n" not in str(e.value) and part in str(e.value) or "unpacked" in str(e.value), e.value
+    assert "\n" not in str(e.value) and (part in str(e.value) or "unpacked" in str(e.value)), e.value
 
 
 def _central_crc_offset(data: bytes, part: str) -> int:

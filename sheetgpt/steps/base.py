@@ -75,19 +75,21 @@ class CellFormulas:
 
 @dataclass(frozen=True)
 class Constants:
-    """Numbers or text typed into cells, row by row."""
+    """Numbers or text typed into cells, row by row. `given`: the book's inputs (token ids,
+    the vocabulary, the metadata), which check reads rather than compares with itself."""
 
     where: Block
     values: Sequence[Sequence[object]]
     style: int = Style.DEFAULT
+    given: bool = False
 
 
 Cells = Formula | CellFormulas | Constants
 
 
-def column(block: Block, values: Iterable[object], style: int = Style.DEFAULT) -> Constants:
+def column(block: Block, values: Iterable[object], style: int = Style.DEFAULT, given: bool = False) -> Constants:
     """Constants down a one-column block."""
-    return Constants(block, [[v] for v in values], style)
+    return Constants(block, [[v] for v in values], style, given)
 
 
 def header(where: Block, labels: Sequence[object]) -> Constants:

@@ -22,8 +22,8 @@ class Vocabulary(Component):
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         tok, V = inputs.model.tokenizer, self.text.n_rows
         yield column(labels_column(self.text), range(V))
-        yield column(self.text, (tok.token_text(i) for i in range(V)))
-        yield column(self.text.part(col=self.text.col + 1), (tok.token_string(i) for i in range(V)))
+        yield column(self.text, (tok.token_text(i) for i in range(V)), given=True)
+        yield column(self.text.part(col=self.text.col + 1), (tok.token_string(i) for i in range(V)), given=True)
         yield header(self.text, ["text", "GPT-2 byte-level string"])
 
     def label(self, block: Block) -> str:
@@ -58,7 +58,7 @@ column next to each id looks its text up in the <code>vocab</code> sheet.</p>
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         yield column(labels_column(self.ids), range(self.ids.n_rows))
-        yield column(self.ids, inputs.ids, Style.INPUT)
+        yield column(self.ids, inputs.ids, Style.INPUT, given=True)
         vocab = self.vocab.span(0, 0, self.vocab.n_rows - 1, 0, True, True)
         yield Formula(self.text, f"INDEX({vocab},{self.ids.cell(0, 0)}+1)", Style.DEFAULT,
                       shows=token_texts("tokens_text", self.ids))
