@@ -24,6 +24,7 @@ from .steps.guide import GUIDE_SHEET
 from .xlsx import (SheetOptions, Style, WorkbookWriter, formula_cell, number_cells, row_xml, shared_formula_cells,
                    shared_formula_master, string_cell)
 
+DEFAULT_POSITIONS = 16  # token positions of a typed-prompt book, unless the prompt needs more
 COMPRESS_LEVEL = 3  # deflate: level 3 is ~12% smaller than 1 for 50% more time
 BACK_LINK = "<- Guide"
 TAB_COLORS = {"guide": "FFC000", "input": "FFC000", "embedding": "70AD47", "attention": "4472C4",
@@ -54,8 +55,12 @@ class BookPlan:
 
 
 def plan_book(model: LoadedModel, prompt: str, architecture: Callable | None = None,
-              compact: bool = False) -> BookPlan:
-    """Tokenize `prompt` and lay out the workbook; one clear error for input it cannot hold."""
+              compact: bool = False, typed_prompt: bool = False, positions: int | None = None) -> BookPlan:
+    """Tokenize `prompt` and lay out the workbook; one clear error for input it cannot hold.
+
+    typed_prompt: the prompt is a cell the learner edits, tokenized by formulas, in a book
+    of `positions` token positions (default: DEFAULT_POSITIONS, or the prompt's length).
+    Otherwise the token ids are the input cells, one per token of the prompt."""
     if not prompt:
         raise UserError("the prompt is empty: give some text, e.g. sheetgpt build \"Hello, my name is\"")
     ids = model.tokenizer.encode(prompt)
@@ -65,19 +70,44 @@ def plan_book(model: LoadedModel, prompt: str, architecture: Callable | None = N
     for name, arr in model.weights.params.items():
         if not np.isfinite(arr).all():
             raise UserError(f"weight {name} holds NaN or infinity, which a spreadsheet cannot store")
-    return BookPlan(BuildInputs(model, prompt, ids), Layout(cfg, len(ids), architecture), compact)
+    if not typed_prompt:
+        if positions is not None and positions != len(ids):
+            raise UserError(f"--positions {positions}: a book with fixed token ids has one position per token of "
+                            f"the prompt ({len(ids)})")
+        return BookPlan(BuildInputs(model, prompt, ids), Layout(cfg, len(ids), architecture), compact)
+    T = positions if positions is not None else min(cfg.n_ctx, max(DEFAULT_POSITIONS, len(ids)))
+    if not len(ids) <= T <= cfg.n_ctx:
+        raise UserError(f"--positions {T}: give {len(ids)} (the prompt's tokens) to {cfg.n_ctx} (the model's "
+                        "context)")
+    layout = Layout(cfg, T, architecture, n_merges=len(model.tokenizer.merge_table()))
+    return BookPlan(BuildInputs(model, prompt, ids), layout, compact)
+
+
+def sheet_reading(model: LoadedModel, prompt: str, positions: int) -> str:
+    """What a typed-prompt book's tokenizer says of this prompt ("OK: ..." when it reads it)."""
+    from .steps.prompt import chars_capacity, readable, status_message
+    from .tokenizer import GPT2_PATTERN
+    import regex
+    words = regex.findall(GPT2_PATTERN, readable(prompt, chars_capacity(positions)))
+    tok = model.tokenizer
+    if any(tok.byte_id(ord(ch)) is None for ch in set(prompt) if ord(ch) < 128):
+        return "the vocabulary lacks a token for one of the prompt's bytes"
+    return status_message(prompt, positions, len(words), [len(w) for w in words], len(tok.encode(prompt)))
 
 
 def build_workbook(model: LoadedModel, prompt: str, path: str | Path, progress: bool | None = None,
                    workers: int | None = None, compresslevel: int = COMPRESS_LEVEL,
-                   architecture: Callable | None = None, compact: bool = False) -> BuildResult:
+                   architecture: Callable | None = None, compact: bool = False, typed_prompt: bool = False,
+                   positions: int | None = None) -> BuildResult:
     """Tokenize `prompt` and write the workbook for `model` to `path` (atomically).
 
     workers: processes formatting weight sheets (None: one per core for big models).
     compact: omit the r= of cells that follow on (about 30% smaller; Gnumeric and IronCalc
     cannot read such files).
+    typed_prompt, positions: see plan_book.
     """
-    return write_book(plan_book(model, prompt, architecture, compact), path, progress, workers, compresslevel)
+    plan = plan_book(model, prompt, architecture, compact, typed_prompt, positions)
+    return write_book(plan, path, progress, workers, compresslevel)
 
 
 def write_book(plan: BookPlan, path: str | Path, progress: bool | None = None, workers: int | None = None,
@@ -208,6 +238,8 @@ def _back_link() -> tuple[str, str, str]:
 
 
 def _constant(value: object, style: int) -> bytes:
+    if value is None:  # an empty cell that shows its style (an input waiting for a value)
+        return f'<c s="{style}"/>'.encode()
     return string_cell(value, style) if isinstance(value, str) else number_cells([value], style)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -14,7 +14,9 @@ from .builder import book_cells
 from .compare import StepResult, compare_block, compare_labels, compare_shown, foreign_formulas, shown_alike
 from .lint import Finding, lint_book, to_json
 from .load import LoadedModel
-from .readback import BookContents, load_book
+from .layout import Block
+from .readback import BookContents, load_book, prompt_cell, read_defined_names
+from .tokenizer import Tokenizer
 from .reference import forward
 
 DEFAULT_TOL = 1e-9  # relative to the block's largest value: a few ulps of float64 accumulation
@@ -41,12 +43,25 @@ class CheckReport:
 
 def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: str | None = None,
                    tol: float = DEFAULT_TOL, engine: str = "fast", progress: bool | None = None,
-                   architecture: Callable | None = None, overrides: Sequence[CellOverride] = ()) -> CheckReport:
+                   architecture: Callable | None = None, overrides: Sequence[CellOverride] = (),
+                   values: EvaluatedBook | None = None) -> CheckReport:
     """Everything a reader of the workbook sees against what it must show; `overrides`:
-    as if those cells held those values (the file is not changed)."""
-    book = load_book(path, engine, progress, architecture, overrides)
+    as if those cells held those values (the file is not changed). `prompt`: the book's
+    token ids must be this text's; in a typed-prompt book it is typed into the prompt cell
+    first. `values`: the book already evaluated, with the prompt and overrides in place."""
+    overrides = list(overrides)
+    if prompt is not None and values is None and "prompt" in read_defined_names(Path(path))[1]:
+        overrides.append(prompt_cell(path, prompt))
+    book = load_book(path, engine, progress, architecture, overrides, values)
     inputs: list[str] = [f"as if {o.sheet}!{cell_name(o.row, o.col)} held {o.shown}" for o in overrides]
     first: dict | None = None
+    if book.layout.typed_prompt:
+        status = book.values.value(*_cell_of(book.layout.blocks["prompt_status"]))
+        inputs.append(f"the prompt cell's tokenizer says: {status}")
+        if prompt is None:  # the sheet's ids must be the tokenizer's for the text it holds
+            msg, where = _compare_prompt(book, book.prompt or "", model.tokenizer if model else None)
+            inputs.append(msg)
+            first = first or where
     if model is not None:
         for compare in (_compare_weights, _compare_vocabulary):
             msg, where = compare(book, model)
@@ -57,8 +72,9 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
         msg, where = _compare_prompt(book, prompt, tokenizer)
         inputs.append(msg)
         first = first or where
-    ref = forward(book.weights, book.ids, layout=book.layout)
-    ref[book.layout.blocks["tokens"].name] = np.array(book.ids, dtype=np.float64)[:, None]
+    ref = forward(book.weights, book.ids, layout=book.layout, given=book.given())
+    if not book.layout.typed_prompt:
+        ref[book.layout.blocks["tokens"].name] = np.array(book.ids, dtype=np.float64)[:, None]
     cells = book_cells(book.layout, book.inputs())
     steps = [compare_block(book.values, book.layout.blocks[name], ref[name], tol) for name in book.layout.steps]
     shown = compare_shown(book.values, cells, ref, book.token_text, tol)
@@ -127,17 +143,47 @@ def _compare_vocabulary(book: BookContents, model: LoadedModel) -> tuple[str, di
 
 
 def _compare_prompt(book: BookContents, prompt: str, tokenizer) -> tuple[str, dict | None]:
-    if tokenizer is None:
-        from .tokenizer import Tokenizer
-        tokenizer = Tokenizer.gpt2()
+    """The ids the book computes (a typed prompt: its tokenizer's) against the Python
+    tokenizer's for `prompt` (the model's; else the book's own vocabulary and merges)."""
+    tokenizer = tokenizer or book_tokenizer(book)
     want = tokenizer.encode(prompt)
-    blk = book.layout.blocks["tokens"]
-    for t in range(max(len(want), len(book.ids))):
-        a = book.ids[t] if t < len(book.ids) else None
+    if book.layout.typed_prompt:
+        blk = book.layout.blocks["prompt_ids"]
+        n = int(book.numbers(book.layout.blocks["n_tokens"])[0, 0])
+        got = [int(x) for x in book.numbers(blk)[:n, 0]]
+    else:
+        blk, got = book.layout.blocks["tokens"], book.ids
+    for t in range(max(len(want), len(got))):
+        a = got[t] if t < len(got) else None
         b = want[t] if t < len(want) else None
         if a != b:
             cell = blk.cell(t, 0) if t < blk.n_rows else None
             return (f"token {t} is {a} in the workbook but {b} for the prompt {prompt!r} "
-                    f"({len(book.ids)} vs {len(want)} tokens)",
-                    {"step": "tokens", "sheet": blk.sheet, "cell": cell})
+                    f"({len(got)} vs {len(want)} tokens)",
+                    {"step": blk.name, "sheet": blk.sheet, "cell": cell})
     return f"token ids are exactly those of the prompt ({len(want)} tokens)", None
+
+
+def book_tokenizer(book: BookContents) -> Tokenizer:
+    """GPT-2's tokenizer for a book of GPT-2's vocabulary; else one made of the book's own
+    vocabulary sheet and merge table."""
+    gpt2 = Tokenizer.gpt2()
+    V = book.layout.cfg.vocab_size
+    if not book.layout.typed_prompt:
+        return gpt2
+    strings = [book.token_string(i) for i in range(V)]
+    merges = [(strings[a], strings[b]) for a, b, _, _ in book.merge_table()]
+    return Tokenizer({s: i for i, s in enumerate(strings)}, merges)
+
+
+def check_prompts(path: str | Path, prompts: Iterable[str], model: LoadedModel | None = None,
+                  tol: float = DEFAULT_TOL) -> Iterator[CheckReport]:
+    """check --prompt for each of many prompts on one typed-prompt book, read and compiled once."""
+    from .engines.fast import Recalculation
+    recalc = Recalculation(path)
+    for text in prompts:
+        yield check_workbook(path, model, text, tol, values=recalc.run([prompt_cell(path, text)]))
+
+
+def _cell_of(block: Block) -> tuple[str, int, int]:
+    return block.sheet, block.row, block.col

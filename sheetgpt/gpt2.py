@@ -14,6 +14,7 @@ from .steps.layer_norm import LayerNorm
 from .steps.metadata import Metadata
 from .steps.mlp import Gelu, MlpDown, MlpResidual, MlpUp
 from .steps.prediction import Prediction
+from .steps.prompt import BytePairMerges, MergeTable, PromptChars, PromptIds, PromptWords
 from .steps.tokens import TokenIds, Vocabulary
 from .steps.unembed import Logits
 from .steps.weights import Weights
@@ -30,24 +31,40 @@ class Inputs:
 
 def gpt2(layout: Layout) -> list[Component]:
     """Every component of a GPT-2 workbook, in forward order."""
-    inputs, parts = embedding(layout)
+    guide = Guide(layout)
+    inputs, parts = embedding(layout, guide)
     x = parts[-1].out
     for i in range(layout.cfg.n_layer):
         parts += transformer_block(layout, i, x, inputs.weights)
         x = parts[-1].out
-    return parts + output(layout, x, inputs)
+    return parts + output(layout, x, inputs, guide)
 
 
-def embedding(layout: Layout) -> tuple[Inputs, list[Component]]:
-    """The inputs, then token ids to the residual stream: the first components of the book."""
+def embedding(layout: Layout, guide: Guide) -> tuple[Inputs, list[Component]]:
+    """The inputs (with a typed prompt: tokenized in the sheet), then token ids to the
+    residual stream: the first components of the book."""
     w, vocab = Weights(layout), Vocabulary(layout)
-    tokens = TokenIds(layout, vocab)
+    parts: list[Component] = [w, vocab]
+    prompt_ids = None
+    if layout.typed_prompt:
+        parts += tokenizer(layout, guide, vocab)
+        prompt_ids = parts[-1].ids
+    tokens = TokenIds(layout, vocab, prompt_ids)
     embed_tok = TokenEmbedding(layout, tokens.ids, w["wte.weight"])
     embed = AddPositions(layout, embed_tok.out, w["wpe.weight"])
-    return Inputs(w, vocab, tokens), [w, vocab, tokens, embed_tok, embed]
+    return Inputs(w, vocab, tokens), parts + [tokens, embed_tok, embed]
 
 
-def output(layout: Layout, x: Block, inputs: Inputs) -> list[Component]:
+def tokenizer(layout: Layout, guide: Guide, vocab: Vocabulary) -> list[Component]:
+    """The prompt cell to token ids: GPT-2's tokenizer in formulas."""
+    tables = MergeTable(layout, layout.n_merges)
+    chars = PromptChars(layout, guide.sheet)
+    words = PromptWords(layout, chars)
+    bpe = BytePairMerges(layout, words, tables, vocab.text)
+    return [tables, chars, words, bpe, PromptIds(layout, words, bpe, guide.sheet)]
+
+
+def output(layout: Layout, x: Block, inputs: Inputs, guide: Guide) -> list[Component]:
     """The final stream to a prediction, then the Guide and the metadata."""
     w, vocab = inputs.weights, inputs.vocab
     ln_f = LayerNorm(layout, "ln_f", "ln_f", "Final layer norm", x, w["ln_f.weight"], w["ln_f.bias"],
@@ -56,7 +73,8 @@ def output(layout: Layout, x: Block, inputs: Inputs) -> list[Component]:
                              "the model predicts from.")
     logits = Logits(layout, ln_f.out, w["wte.weight"], vocab.text)
     prediction = Prediction(layout, logits, vocab.text)
-    return [ln_f, logits, prediction, Guide(layout, prediction), Metadata(layout)]
+    guide.show(prediction)
+    return [ln_f, logits, prediction, guide, Metadata(layout)]
 
 
 def transformer_block(layout: Layout, i: int, x: Block, w: Weights) -> list[Component]:

@@ -101,16 +101,20 @@ class Layout:
     positions and an architecture (a function that declares its components in order)."""
 
     def __init__(self, cfg: GPT2Config, n_tokens: int, architecture: Callable[["Layout"], Sequence["Component"]]
-                 | None = None):
+                 | None = None, n_merges: int | None = None):
+        """n_merges: the tokenizer's merges, for a book whose prompt is typed in and tokenized
+        by formulas (n_tokens is then its capacity); None: the token ids are typed in."""
         if not 1 <= n_tokens <= cfg.n_ctx:
             raise ValueError(f"need 1 to {cfg.n_ctx} tokens, got {n_tokens}")
-        self.cfg, self.T = cfg, n_tokens
+        self.cfg, self.T, self.n_merges = cfg, n_tokens, n_merges
         self._sheets: list[Sheet] = []
         self._blocks: list[Block] = []
         self._steps: set[str] = set()
         self._weights: dict[str, Block] = {}
         self._owners: dict[str, Component | None] = {}
         self.position_text: Block | None = None  # the token text of each position (labels rows)
+        self.position_shows = None  # what position_text shows (a steps.base.Shown)
+        self.n_tokens: Block | None = None  # typed prompt: the positions the prompt fills
         if architecture is None:
             from .gpt2 import gpt2 as architecture
         self.components: list[Component] = list(architecture(self))
@@ -141,6 +145,10 @@ class Layout:
         if step:
             self._steps.add(name)
         return block
+
+    @property
+    def typed_prompt(self) -> bool:
+        return self.n_merges is not None
 
     def add_weight(self, param: str, block: Block) -> None:
         self._weights[param] = block

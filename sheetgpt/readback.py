@@ -62,11 +62,52 @@ class BookContents:
         v = self.values.value(blk.sheet, blk.row + token_id, blk.col + j)
         return "" if v is None else str(v)
 
+    @property
+    def prompt(self) -> str | None:
+        """The prompt cell's text in a typed-prompt book (None in a book of fixed ids)."""
+        if not self.layout.typed_prompt:
+            return None
+        b = self.layout.blocks["prompt"]
+        v = self.values.value(b.sheet, b.row, b.col)
+        return "" if v is None else str(v) if not isinstance(v, float) else f"{v:g}"
+
+    def given(self) -> dict[str, np.ndarray] | None:
+        """A typed-prompt book's inputs for the reference: the prompt text, the tokenizer's
+        tables and the override cells (NaN where empty)."""
+        if not self.layout.typed_prompt:
+            return None
+        out = {name: self[name] for name in ("byte_ids", "merge_keys", "merge_ranks", "merge_ids", "token_overrides")}
+        out["prompt"] = np.array([[self.prompt]], dtype=object)
+        return out
+
+    def merge_table(self) -> list[tuple[int, int, int, int]]:
+        """The merges as the book's table holds them: (left id, right id, merged id, rank)."""
+        V, g = self.layout.cfg.vocab_size, self.given() or {}
+        rows = zip(*(g[n][1:, 0].astype(np.int64) for n in ("merge_keys", "merge_ranks", "merge_ids")))
+        return sorted(((int(k) // V, int(k) % V, int(m), int(r)) for k, r, m in rows), key=lambda x: x[3])
+
+    def byte_id(self, byte: int) -> int | None:
+        i = self["byte_ids"][byte, 0]
+        return None if i < 0 else int(i)
+
     def inputs(self) -> BuildInputs:
         """What the workbook says it was built from (its metadata, weights, token ids and
         vocabulary): the builder would write the same cells from these."""
         model = LoadedModel(self.model_name, self.weights, self, bool(self.meta.get("random_weights")))
-        return BuildInputs(model, str(self.meta.get("prompt", "")), self.ids)
+        overrides = None
+        if self.layout.typed_prompt:
+            overrides = [None if np.isnan(x) else x for x in self["token_overrides"][:, 0]]
+        return BuildInputs(model, str(self.meta.get("prompt", "")), self.ids, overrides)
+
+
+def prompt_cell(path: str | Path, text: str) -> CellOverride:
+    """The override that types `text` into a typed-prompt book's prompt cell."""
+    _, names = read_defined_names(Path(path))
+    if "prompt" not in names:
+        raise UserError(f"{path} has fixed token ids, not a prompt cell: --prompt needs a book built without "
+                        "--fixed (on check, --prompt then compares; here it cannot)")
+    ref = parse_range(names["prompt"].lstrip("="))
+    return CellOverride(ref.sheet, ref.row0, ref.col0, text)
 
 
 def read_defined_names(path: Path) -> tuple[list[str], dict[str, str]]:
@@ -87,17 +128,20 @@ def read_defined_names(path: Path) -> tuple[list[str], dict[str, str]]:
 
 
 def load_book(path: str | Path, engine: str = "fast", progress: bool | None = None,
-              architecture: Callable | None = None, overrides: Sequence[CellOverride] = ()) -> BookContents:
+              architecture: Callable | None = None, overrides: Sequence[CellOverride] = (),
+              values: EvaluatedBook | None = None) -> BookContents:
     """Evaluate a sheetgpt workbook (as if the cells of `overrides` held their values) and
-    read its config, weights and token ids."""
+    read its config, weights and token ids; `values`: the book already evaluated."""
     path = Path(path)
     sheets, names = read_defined_names(path)
     if META_SHEET not in sheets or "tokens" not in names or "logits" not in names:
         raise UserError(f"{path} was not made by sheetgpt (no {META_SHEET} sheet or tokens/logits names)")
-    values = evaluate(path, engine, progress, overrides)
+    if values is None:
+        values = evaluate(path, engine, progress, overrides)
     meta = read_meta(values)
     try:
-        layout = Layout(GPT2Config.from_dict(meta), int(meta["n_tokens"]), architecture)
+        n_merges = int(meta["n_merges"]) if "n_merges" in meta else None
+        layout = Layout(GPT2Config.from_dict(meta), int(meta["n_tokens"]), architecture, n_merges)
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{path}: the {META_SHEET} sheet is damaged ({e})") from None
     for name, block in layout.blocks.items():

@@ -21,8 +21,13 @@ __all__ = ["forward", "gelu", "layer_norm"]
 
 
 def forward(weights: GPT2Weights, ids: Sequence[int], architecture: Callable | None = None,
-            layout: Layout | None = None) -> dict[str, np.ndarray]:
-    """Run the model on token ids; return every step as a float64 2-D array, in forward order."""
+            layout: Layout | None = None, given: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Run the model on token ids; return every step as a float64 2-D array, in forward order.
+
+    given: a typed-prompt book's inputs besides the weights (the prompt text, the merge
+    table, the override cells): the steps then start from the prompt, `ids` only sets T.
+    What the components worked out for the cells outside the steps (keys starting "_")
+    and `given` come back too."""
     cfg = weights.config
     ids = np.asarray(ids, dtype=np.int64)
     if not 1 <= len(ids) <= cfg.n_ctx:
@@ -33,6 +38,12 @@ def forward(weights: GPT2Weights, ids: Sequence[int], architecture: Callable | N
     v = {block.name: np.asarray(weights[param], dtype=np.float64).reshape(block.shape)  # no copy if float64
          for param, block in layout.weights.items()}
     v[layout.blocks["tokens"].name] = ids.astype(np.float64)[:, None]  # [T, 1]
+    if layout.typed_prompt:
+        if given is None:
+            raise ValueError("a typed-prompt layout computes from its prompt: pass given=")
+        v.update(given)
     for component in layout.components:
         component.compute(v)
-    return {name: v[name] for name in layout.steps}
+    out = {name: v[name] for name in layout.steps}
+    out.update((k, x) for k, x in v.items() if k.startswith("_") or k in (given or {}))
+    return out

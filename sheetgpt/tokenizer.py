@@ -147,6 +147,15 @@ class Tokenizer:
             raise ValueError(f"cannot encode {piece!r}: no token in this vocabulary for byte(s) {raw!r}")
         return tuple(self._encoder[s] for s in symbols)
 
+    def merge_table(self) -> list[tuple[int, int, int, int]]:
+        """Every merge as (left id, right id, merged id, rank), in rank order."""
+        enc = self._encoder
+        return [(enc[a], enc[b], enc[a + b], rank) for (a, b), rank in sorted(self._ranks.items(), key=lambda x: x[1])]
+
+    def byte_id(self, byte: int) -> int | None:
+        """The id of the token that is this single byte (None if the vocabulary lacks it)."""
+        return self._encoder.get(self._spell[byte])
+
     def _check(self, token_id: int) -> int:
         if not 0 <= token_id < self.vocab_size:
             raise ValueError(f"token id {token_id} is outside the vocabulary 0..{self.vocab_size - 1}")

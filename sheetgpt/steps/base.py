@@ -34,6 +34,7 @@ class BuildInputs:
     model: "LoadedModel"
     prompt: str
     ids: Sequence[int]
+    overrides: Sequence[int | None] | None = None  # typed prompt: ids written into the override cells
 
 
 Vocab = Callable[[int], str]  # token id -> its text
@@ -163,10 +164,10 @@ def token_texts(name: str, ids: Block) -> Shown:
 
 def position_labels(layout: Layout, rows: Block) -> CellFormulas:
     """Column A of a block whose rows are positions: the live text of each position's token."""
-    text = layout.position_text
+    text, shows = layout.position_text, layout.position_shows
     return CellFormulas(labels_column(rows),
                         [[f"{quote_sheet(text.sheet)}!{text.cell(t, 0, True, True)}"] for t in range(rows.n_rows)],
-                        Style.DEFAULT, token_texts("position_labels", layout.blocks["tokens"]))
+                        Style.DEFAULT, Shown("position_labels", shows.expected))
 
 
 def numbered_header(block: Block) -> Constants:

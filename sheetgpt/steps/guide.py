@@ -23,6 +23,17 @@ HOW_TO = [
     "The number of tokens is fixed when the workbook is built: to use a longer prompt, build a new one "
     "with: sheetgpt build \"your prompt\".",
 ]
+HOW_TO_TYPED = [
+    "How to use it",
+    "1. Type any prompt into the yellow cell B5: the tokenizer sheets (tok_chars, tok_words, tok_bpe, tok_ids) "
+    "cut it into tokens, and every step after them recalculates. The cell below the count says if all went well.",
+    "2. Or type a token id of your own on the 'tokens' sheet (yellow column): it replaces the tokenizer's there.",
+    "3. Or change any weight on a weight sheet (named after the GPT-2 parameter it holds, e.g. h.0.attn.c_attn.weight).",
+    "4. Follow the forward pass sheet by sheet with the map below: each sheet's first row says "
+    "what it computes and its shape; click a cell to see its formula.",
+    "The book holds a fixed number of token positions (the rest is padding): for a longer prompt, build one "
+    "with: sheetgpt build \"your prompt\" --positions N.",
+]
 PREDICTION_ROW, TOP_ROW, HOW_TO_ROW = 8, 10, 17
 
 
@@ -30,12 +41,15 @@ class Guide(Component):
     stage = "guide"
     decorated = False
 
-    def __init__(self, layout: Layout, prediction: Prediction):
+    def __init__(self, layout: Layout):
         super().__init__(layout)
-        self.prediction = prediction
         self.add_sheet(GUIDE_SHEET, "Start here: GPT-2 as a spreadsheet")
-        self.map_row = HOW_TO_ROW + len(HOW_TO) + 1  # the map's header row
-        p = prediction
+        self.how_to = HOW_TO_TYPED if layout.typed_prompt else HOW_TO
+        self.map_row = HOW_TO_ROW + len(self.how_to) + 1  # the map's header row
+
+    def show(self, prediction: Prediction) -> None:
+        """The prediction the Guide shows (declared after the Guide: the prompt comes first)."""
+        self.prediction = p = prediction
         self.read(p.top_text, p.top_probs, p.top_ids)
 
     def _mapped(self) -> list:
@@ -45,13 +59,21 @@ class Guide(Component):
         cfg, model, p = self.layout.cfg, inputs.model, self.prediction
         about = f"{model.name}: {model.about}"
         yield _text(1, 1, "GPT-2 as a spreadsheet: every weight is a cell, every step a formula", Style.TITLE)
+        typed = self.layout.n_tokens
         facts = [("Model", about),
                  ("Shape", f"{cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, vocabulary "
                            f"{cfg.vocab_size}, context {cfg.n_ctx}; {model.weights.n_params:,} weights"),
-                 ("Prompt", inputs.prompt), ("Tokens", len(inputs.ids))]
+                 ("Prompt (type here)" if typed else "Prompt", None if typed else inputs.prompt),
+                 ("Tokens", None if typed else len(inputs.ids))]
+        if typed:
+            facts.append(("Tokenizer", None))  # the prompt, its token count and status are the tokenizer's
+            yield CellFormulas(Block("", GUIDE_SHEET, 6, 2, 1, 1), [[f"n_tokens&\" of {self.layout.T} positions\""]],
+                               Style.DEFAULT, Shown("guide_n_tokens", lambda v, vocab: [
+                                   f"{int(v['n_tokens'][0, 0])} of {self.layout.T} positions"]))
         for r, (key, value) in enumerate(facts, 3):
             yield _text(r, 1, key, Style.HEADER)
-            yield _text(r, 2, value)
+            if value is not None:
+                yield _text(r, 2, value)
         yield _text(PREDICTION_ROW, 1, "Predicted next token", Style.HEADER)
         yield _mirror(PREDICTION_ROW, 2, p.top_text, 1, Style.INPUT, token_texts("guide_prediction", p.top_ids))
         yield _mirror(PREDICTION_ROW, 3, p.top_probs, 1, Style.PERCENT)
@@ -61,7 +83,7 @@ class Guide(Component):
         yield _mirror(TOP_ROW + 1, 2, p.top_text, p.k, Style.DEFAULT, token_texts("guide_top_text", p.top_ids))
         yield _mirror(TOP_ROW + 1, 3, p.top_probs, p.k, Style.PERCENT)
         yield _mirror(TOP_ROW + 1, 4, p.top_ids, p.k, Style.INTEGER)
-        for i, line in enumerate(HOW_TO):
+        for i, line in enumerate(self.how_to):
             yield _text(HOW_TO_ROW + i, 1, line, Style.HEADER if i == 0 else Style.DEFAULT)
         yield Constants(Block("", GUIDE_SHEET, self.map_row, 1, 1, 2), [["Map of the sheets", "what it holds"]],
                         Style.HEADER)

@@ -32,6 +32,8 @@ class Metadata(Component):
                  "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd, "n_ctx": cfg.n_ctx,
                  "vocab_size": cfg.vocab_size, "layer_norm_epsilon": cfg.layer_norm_epsilon,
                  "n_tokens": self.layout.T, "prompt": inputs.prompt}
+        if self.layout.typed_prompt:  # n_tokens above is then the book's capacity
+            items |= {"n_merges": self.layout.n_merges}
         yield Constants(Block("", META_SHEET, 1, 1, len(items), 2), [[k, v] for k, v in items.items()], given=True)
 
     def sheet_options(self, inputs: BuildInputs) -> SheetOptions:

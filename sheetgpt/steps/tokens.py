@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..layout import Block, Layout
+import numpy as np
+
+from ..layout import FIRST_ROW, Block, Layout
 from ..xlsx import Style
-from .base import BuildInputs, Cells, Component, Formula, column, header, labels_column, token_texts
+from .base import BuildInputs, Cells, Component, Formula, Shown, Values, column, header, labels_column, token_texts
+from .prompt import PAD_TEXT
 
 
 class Vocabulary(Component):
@@ -46,20 +49,48 @@ yellow cells of this sheet: type another id and every sheet after it recomputes.
 column next to each id looks its text up in the <code>vocab</code> sheet.</p>
 """
 
-    def __init__(self, layout: Layout, vocab: Vocabulary):
+    def __init__(self, layout: Layout, vocab: Vocabulary, prompt_ids: Block | None = None):
+        """prompt_ids: the ids the sheet's tokenizer computed (a typed prompt); the learner
+        may override each. None: the ids are the input cells."""
         super().__init__(layout)
         T = layout.T
-        self.vocab = vocab.text
-        self.add_sheet("tokens", f"Token ids of the prompt (edit them) and their text [{T} positions]")
-        self.ids = self.add_block("tokens", T, 1, step=False)
+        self.vocab, self.prompt_ids = vocab.text, prompt_ids
+        if prompt_ids is None:
+            self.add_sheet("tokens", f"Token ids of the prompt (edit them) and their text [{T} positions]")
+        else:
+            self.add_sheet("tokens", f"Token ids the model reads: the tokenizer's, or yours where you type one "
+                                     f"[{T} positions]")
+        self.ids = self.add_block("tokens", T, 1, step=prompt_ids is not None)
         self.text = self.ids.part(col=self.ids.col + 1)  # the token text of each position
+        if prompt_ids is not None:
+            self.overrides = self.add_block("token_overrides", T, 1, col=self.ids.col + 2, step=False)
+            self.read(prompt_ids)
         layout.position_text = self.text
+        layout.position_shows = (token_texts("tokens_text", self.ids) if prompt_ids is None
+                                 else Shown("tokens_text", self._texts))
         self.read(self.vocab)
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         yield column(labels_column(self.ids), range(self.ids.n_rows))
-        yield column(self.ids, inputs.ids, Style.INPUT, given=True)
         vocab = self.vocab.span(0, 0, self.vocab.n_rows - 1, 0, True, True)
-        yield Formula(self.text, f"INDEX({vocab},{self.ids.cell(0, 0)}+1)", Style.DEFAULT,
-                      shows=token_texts("tokens_text", self.ids))
-        yield header(self.ids, ["token id (edit)", "token"])
+        lookup = f"INDEX({vocab},{self.ids.cell(0, 0)}+1)"
+        if self.prompt_ids is None:
+            yield column(self.ids, inputs.ids, Style.INPUT, given=True)
+            yield Formula(self.text, lookup, Style.DEFAULT, shows=self.layout.position_shows)
+            yield header(self.ids, ["token id (edit)", "token"])
+            return
+        mine = self.overrides.cell(0, 0)
+        yield column(self.overrides, inputs.overrides or [None] * self.ids.n_rows, Style.INPUT, given=True)
+        yield Formula(self.ids, f"IF({mine}=\"\",{self.prompt_ids.at(0, 0)},{mine})", Style.INTEGER)
+        yield Formula(self.text, f"IF(AND($A{FIRST_ROW}>=n_tokens,{mine}=\"\"),\"{PAD_TEXT}\",{lookup})",
+                      Style.DEFAULT, shows=self.layout.position_shows)
+        yield header(self.ids, ["token id", "token", "your id (type one to override)"])
+
+    def _texts(self, v: Values, vocab) -> list[str]:
+        n, mine = int(v["n_tokens"][0, 0]), v["token_overrides"][:, 0]
+        return [PAD_TEXT if t >= n and np.isnan(mine[t]) else vocab(int(i)) for t, i in enumerate(v["tokens"][:, 0])]
+
+    def compute(self, v: Values) -> None:
+        if self.prompt_ids is not None:
+            mine = v["token_overrides"]
+            v[self.ids.name] = np.where(np.isnan(mine), v[self.prompt_ids.name], mine)  # [T, 1]

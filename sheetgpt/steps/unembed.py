@@ -34,15 +34,26 @@ them, with the maximum and the sum computed on sheet <code>prediction</code>.</p
             "The score of this vocabulary token as the next token: the last position's ln_f row dotted with the "
             "token's row of wte (the same matrix as the input embedding: tied weights)."))
         self.text = self.out.part(col=2)  # each token's text
+        self.last = None  # with a typed prompt: the final row of the last position it fills
+        if layout.n_tokens is not None:
+            self.last = self.add_block("last_row", 1, final.n_cols, col=7, note=(
+                "The final row of the prompt's last position (n_tokens): positions after it are padding."))
         self.read(final, wte)
 
     def compute(self, v: Values) -> None:
-        last = v[self.final.name][-1]  # [D]: only the last position predicts
+        T = self.final.n_rows if self.last is None else max(1, int(v["n_tokens"][0, 0]))
+        last = v[self.final.name][T - 1]  # [D]: only the last (real) position predicts
+        if self.last is not None:
+            v[self.last.name] = last[None, :]  # [1, D]
         v[self.out.name] = (last @ v[self.wte.name].T)[:, None]  # [V, 1], tied unembedding
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         T, D = self.final.shape
         last = self.final.span(T - 1, 0, T - 1, D - 1, True, True)
+        if self.last is not None:
+            yield Formula(self.last, f"INDEX({self.final.col_ref(0)},MAX(1,n_tokens))")
+            yield header(self.last, [f"ln_f {j}" for j in range(D)])
+            last = self.last.ref()
         yield Formula(self.out, f"SUMPRODUCT({last},{self.wte.rows_ref(0)})")
         yield column(labels_column(self.out), np.arange(self.out.n_rows))
         yield Formula(self.text, self.vocab.at(0, 0),

@@ -20,7 +20,7 @@ from .evaluator import evaluate_group
 from .functions import FUNCTIONS
 from .parser import (MAX_FORMULA_CHARS, Binary, Bool, Call, Err, FormulaError, Missing, Name, Num, Ref, Str, Unary,
                      allow_deep_formulas, parse, parse_ref)
-from .reader import FileError, Workbook, read_workbook
+from .reader import FileError, Sheet, Workbook, read_workbook
 from .registry import REGISTRY, Function
 from .values import EvalError
 
@@ -34,10 +34,48 @@ def evaluate_fast(path: str | Path, progress: bool | None = None, overrides: Seq
         if o.sheet not in wb.sheets:
             raise UserError(f"--set {o}: the workbook has no sheet {o.sheet!r}")
         wb.sheets[o.sheet].put(o.row - 1, o.col - 1, o.value)
+    _evaluate_all(wb, _compile(wb), progress)
+    return FastBook(wb)
+
+
+class Recalculation:
+    """A workbook read and compiled once, then recalculated as often as asked, each time as
+    if some of its constant cells held other values (a prompt typed again and again)."""
+
+    def __init__(self, path: str | Path, progress: bool | None = None):
+        self._wb = read_workbook(path)
+        self._groups = _compile(self._wb)
+        self._formulas = {(g.sheet, int(r), int(c)) for g in self._groups for r, c in zip(g.rows, g.cols)}
+        self._saved: list[tuple[Sheet, int, int, float, int, str | None]] = []
+        self._progress = progress
+
+    def run(self, overrides: Sequence[CellOverride] = ()) -> FastBook:
+        """Every formula computed with these values; the book it returns is valid until the next run."""
+        for sheet, r, c, num, kind, text in reversed(self._saved):
+            sheet.num[r, c], sheet.kind[r, c] = num, kind
+            sheet.text.pop((r, c), None)
+            if text is not None:
+                sheet.text[(r, c)] = text
+        self._saved = []
+        for o in overrides:
+            sheet = self._wb.sheets.get(o.sheet)
+            r, c = o.row - 1, o.col - 1
+            if sheet is None or (o.sheet, r, c) in self._formulas or r >= sheet.shape[0] or c >= sheet.shape[1]:
+                raise UserError(f"--set {o}: a recalculation changes cells that hold a value, not formulas")
+            self._saved.append((sheet, r, c, sheet.num[r, c], sheet.kind[r, c], sheet.text.get((r, c))))
+            sheet.put(r, c, o.value)
+        _evaluate_all(self._wb, self._groups, self._progress)
+        return FastBook(self._wb)
+
+
+def _compile(wb: Workbook) -> list:
     try:
-        groups = order_groups(compile_groups(wb, FUNCTIONS))
+        return order_groups(compile_groups(wb, FUNCTIONS))
     except FormulaError as e:
         raise UserError(str(e)) from None
+
+
+def _evaluate_all(wb: Workbook, groups: list, progress: bool | None) -> None:
     total = sum(len(g) for g in groups)
     with Progress(total=total, desc="evaluating formulas", enabled=progress) as bar:
         for g in groups:
@@ -46,10 +84,9 @@ def evaluate_fast(path: str | Path, progress: bool | None = None, overrides: Seq
             except EvalError as e:
                 raise UserError(f"cannot evaluate cell {g.first_cell()} (formula ={shorten(g.source)}): {e}") from None
             bar.update(len(g))
-    return FastBook(wb)
 
 
 __all__ = ["Binary", "Bool", "Call", "CompileError", "Err", "EvalError", "FUNCTIONS", "FastBook", "FileBook",
            "FileError", "FileStructure", "FormulaError", "Function", "MAX_FORMULA_CHARS", "Missing", "Name", "Num",
-           "REGISTRY", "Ref", "Str", "Unary", "Workbook", "allow_deep_formulas", "compile_groups", "evaluate_fast",
+           "REGISTRY", "Recalculation", "Ref", "Str", "Unary", "Workbook", "allow_deep_formulas", "compile_groups", "evaluate_fast",
            "order_groups", "parse", "parse_ref", "read_workbook", "shorten"]

@@ -1,5 +1,5 @@
 """Text and logical functions, element by element, with Excel's rules: what a tokenizer
-written in formulas needs (MID, LEN, LEFT, RIGHT, CODE, ISNUMBER, AND, OR, NOT).
+written in formulas needs (MID, LEN, LEFT, RIGHT, CODE, CHAR, EXACT, ISNUMBER, AND, OR, NOT).
 
 Arguments are single values per cell (a range in a normal cell is implicitly intersected,
 as for the other one-value functions). Text arguments take Excel's text view of numbers
@@ -93,6 +93,25 @@ def CODE(ctx, args):
     text, errors = _texts(ctx, args[0])
     codes = np.array([ord(t[0]) if t else np.nan for t in text], dtype=np.float64)
     return numbers_result(np.nan_to_num(codes, nan=0.0), first_errors(errors, _invalid(np.isnan(codes))))
+
+
+@function("CHAR", portable=True)
+def CHAR(ctx, args):
+    """The character of a code 1..255 (#VALUE! otherwise). Excel and LibreOffice agree on
+    ASCII; beyond it Excel answers in the system's code page, this engine in Latin-1."""
+    _arity(args, 1, 1, "CHAR")
+    codes, errors = _counts(ctx, args[0])
+    ok = (codes >= 1) & (codes <= 255)
+    out = np.array([chr(int(c)) if good else "" for c, good in zip(codes, ok)] + [None], dtype=object)[:-1]
+    return text_result(out, first_errors(errors, _invalid(~ok)))
+
+
+@function("EXACT", portable=True)
+def EXACT(ctx, args):
+    """Whether two texts are the same, case included (the one comparison that sees case)."""
+    _arity(args, 2, 2, "EXACT")
+    (a, ea), (b, eb) = _texts(ctx, args[0]), _texts(ctx, args[1])
+    return _booleans(np.array([x == y for x, y in zip(a, b)], dtype=bool), first_errors(ea, eb))
 
 
 @function("ISNUMBER", portable=True)
