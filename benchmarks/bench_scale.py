@@ -1,11 +1,13 @@
 """Benchmark at GPT-2 small scale: build, check and LibreOffice recalculation.
 
-Builds the `small-random` workbook (GPT-2 small shapes, seeded random weights) for a
-10-token and a 64-token prompt, then on the 10-token book times `sheetgpt check`, and
-LibreOffice headless recalculating the same file (its logits compared with the ones our
-engine evaluated). Peak RSS is the sampled sum over the process tree (workers included).
+Builds the `small-random` workbook (GPT-2 small shapes, seeded random weights) with fixed
+token ids for a 10-token and a 64-token prompt, and a typed-prompt book of 16 positions
+(the 10-token prompt typed in); then on the 10-token and the typed book times `sheetgpt
+check`, `eval`, and LibreOffice headless recalculating the same file (its logits compared
+with the ones our engine evaluated). Peak RSS is the sampled sum over the process tree
+(workers included).
 
-    python benchmarks/bench_scale.py [--skip-libreoffice] [--tokens 10 64]
+    python benchmarks/bench_scale.py [--skip-libreoffice] [--tokens 10 64] [--positions 16]
 
 Prints a Markdown table; BENCHMARKS.md records a run.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -111,44 +114,53 @@ def libreoffice_logits(book: Path, logits_sheet_index: int, workdir: Path) -> tu
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tokens", type=int, nargs="+", default=[10, 64])
+    ap.add_argument("--tokens", type=int, nargs="+", default=[10, 64], help="fixed-ids books of these many tokens")
+    ap.add_argument("--positions", type=int, default=16, help="the typed-prompt book's positions (0: none)")
     ap.add_argument("--skip-libreoffice", action="store_true")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     sheetgpt = [sys.executable, "-m", "sheetgpt"]
     rows = []
-    books = {}
-    for n in args.tokens:
-        book = OUT / f"small-random-{n}.xlsx"
-        wall, peak, res = measure(sheetgpt + ["build", prompt_of(n), "--model", "small-random", "-o", str(book),
-                                              "--quiet"], cwd=ROOT)
-        rows.append((f"build, {n} tokens", wall, peak, f"{book.stat().st_size / 1e6:.0f} MB on disk"))
-        books[n] = book
+    checked = []  # (label, book): checked, evaluated and recalculated by LibreOffice
+    n0 = args.tokens[0]
+    builds = [(f"{n} tokens, fixed ids", f"small-random-{n}.xlsx", prompt_of(n), ["--fixed"]) for n in args.tokens]
+    if args.positions:
+        builds.append((f"typed prompt, {args.positions} positions ({n0}-token prompt)",
+                       f"small-random-typed-{args.positions}.xlsx", prompt_of(n0), ["--positions",
+                                                                                    str(args.positions)]))
+    for label, name, prompt, options in builds:
+        book = OUT / name
+        wall, peak, res = measure(sheetgpt + ["build", prompt, "--model", "small-random", "-o", str(book),
+                                              "--quiet", *options], cwd=ROOT)
+        cells = re.search(r"[\d,]+ cells( \([\d,]+ in the tokenizer\))?", res.stdout).group(0)
+        rows.append((f"build, {label}", wall, peak, f"{book.stat().st_size / 1e6:.0f} MB on disk, {cells}"))
         print(rows[-1], flush=True)
-    book = books[args.tokens[0]]
-    wall, peak, res = measure(sheetgpt + ["check", str(book), "--json", "--quiet"], cwd=ROOT)
+        if label.startswith(f"{n0} tokens") or label.startswith("typed"):
+            checked.append((label, book))
     import json
-    report = json.loads(res.stdout)
-    worst = max(s["max_rel_err"] for s in report["steps"])
-    rows.append((f"check, {args.tokens[0]} tokens", wall, peak,
-                 f"ok={report['ok']}, {len(report['steps'])} steps, worst rel err {worst:.1e}"))
-    print(rows[-1], flush=True)
-    check_wall = wall
-    logits_file = OUT / "engine-logits.npy"
-    wall, peak, res = measure(sheetgpt + ["eval", str(book), "--logits", str(logits_file), "--quiet"], cwd=ROOT)
-    rows.append((f"eval, {args.tokens[0]} tokens", wall, peak, "top-5 and logits"))
-    print(rows[-1], flush=True)
-    if not args.skip_libreoffice and shutil.which("soffice"):
-        sys.path.insert(0, str(ROOT))
-        from sheetgpt.readback import read_defined_names
-        sheets, _ = read_defined_names(book)
-        with tempfile.TemporaryDirectory() as tmp:
-            wall, peak, lo = libreoffice_logits(book, sheets.index("logits") + 1, Path(tmp))
-        ours = np.load(logits_file)
-        rel = float(np.abs(lo - ours).max() / np.abs(ours).max())
-        rows.append((f"LibreOffice recalculation, {args.tokens[0]} tokens", wall, peak,
-                     f"logits vs our engine: max rel diff {rel:.1e}; check is {wall / check_wall:.1f}x faster"))
+    for label, book in checked:
+        wall, peak, res = measure(sheetgpt + ["check", str(book), "--json", "--quiet"], cwd=ROOT)
+        report = json.loads(res.stdout)
+        worst = max(s["max_rel_err"] for s in report["steps"])
+        rows.append((f"check, {label}", wall, peak,
+                     f"ok={report['ok']}, {len(report['steps'])} steps, worst rel err {worst:.1e}"))
         print(rows[-1], flush=True)
+        check_wall = wall
+        logits_file = OUT / "engine-logits.npy"
+        wall, peak, res = measure(sheetgpt + ["eval", str(book), "--logits", str(logits_file), "--quiet"], cwd=ROOT)
+        rows.append((f"eval, {label}", wall, peak, "top-5 and logits"))
+        print(rows[-1], flush=True)
+        if not args.skip_libreoffice and shutil.which("soffice"):
+            sys.path.insert(0, str(ROOT))
+            from sheetgpt.readback import read_defined_names
+            sheets, _ = read_defined_names(book)
+            with tempfile.TemporaryDirectory() as tmp:
+                wall, peak, lo = libreoffice_logits(book, sheets.index("logits") + 1, Path(tmp))
+            ours = np.load(logits_file)
+            rel = float(np.abs(lo - ours).max() / np.abs(ours).max())
+            rows.append((f"LibreOffice recalculation, {label}", wall, peak,
+                         f"logits vs our engine: max rel diff {rel:.1e}; check is {wall / check_wall:.1f}x faster"))
+            print(rows[-1], flush=True)
     print("\n| step | wall | peak RSS | notes |\n| --- | --- | --- | --- |")
     for name, wall, peak, note in rows:
         print(f"| {name} | {wall:.1f} s | {peak / 2**30:.2f} GiB | {note} |")

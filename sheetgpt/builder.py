@@ -39,6 +39,9 @@ class BuildResult:
     ids: list[int]
     n_cells: int
     n_formulas: int
+    positions: int = 0
+    typed_prompt: bool = False
+    tokenizer_cells: int = 0  # of n_cells: the typed prompt's tokenizer sheets and tables
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,9 @@ def write_book(plan: BookPlan, path: str | Path, progress: bool | None = None, w
                     wb.define_name(block.name, block.ref())
     finally:
         formatter.close()
-    return BuildResult(Path(path), plan.ids, layout.n_cells(), sheets.n_formulas)
+    from .steps.prompt import is_tokenizer
+    return BuildResult(Path(path), plan.ids, layout.n_cells(), sheets.n_formulas, layout.T, layout.typed_prompt,
+                       layout.n_cells(is_tokenizer))
 
 
 def book_cells(layout: Layout, inputs: BuildInputs) -> dict[str, list[Cells]]:

@@ -44,11 +44,13 @@ class CheckReport:
 def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: str | None = None,
                    tol: float = DEFAULT_TOL, engine: str = "fast", progress: bool | None = None,
                    architecture: Callable | None = None, overrides: Sequence[CellOverride] = (),
-                   values: EvaluatedBook | None = None) -> CheckReport:
+                   values: EvaluatedBook | None = None, tokenizer: Tokenizer | None = None) -> CheckReport:
     """Everything a reader of the workbook sees against what it must show; `overrides`:
     as if those cells held those values (the file is not changed). `prompt`: the book's
     token ids must be this text's; in a typed-prompt book it is typed into the prompt cell
-    first. `values`: the book already evaluated, with the prompt and overrides in place."""
+    first. `values`: the book already evaluated, with the prompt and overrides in place.
+    `tokenizer`: the Python tokenizer the prompt's ids must agree with (default: the
+    model's, else GPT-2's or the book's own; see book_tokenizer)."""
     overrides = list(overrides)
     if prompt is not None and values is None and "prompt" in read_defined_names(Path(path))[1]:
         overrides.append(prompt_cell(path, prompt))
@@ -59,7 +61,7 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
         status = book.values.value(*_cell_of(book.layout.blocks["prompt_status"]))
         inputs.append(f"the prompt cell's tokenizer says: {status}")
         if prompt is None:  # the sheet's ids must be the tokenizer's for the text it holds
-            msg, where = _compare_prompt(book, book.prompt or "", model.tokenizer if model else None)
+            msg, where = _compare_prompt(book, book.prompt or "", tokenizer or (model.tokenizer if model else None))
             inputs.append(msg)
             first = first or where
     if model is not None:
@@ -68,8 +70,7 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
             inputs.append(msg)
             first = first or where
     if prompt is not None:
-        tokenizer = model.tokenizer if model is not None else None
-        msg, where = _compare_prompt(book, prompt, tokenizer)
+        msg, where = _compare_prompt(book, prompt, tokenizer or (model.tokenizer if model is not None else None))
         inputs.append(msg)
         first = first or where
     ref = forward(book.weights, book.ids, layout=book.layout, given=book.given())
@@ -165,12 +166,11 @@ def _compare_prompt(book: BookContents, prompt: str, tokenizer) -> tuple[str, di
 
 
 def book_tokenizer(book: BookContents) -> Tokenizer:
-    """GPT-2's tokenizer for a book of GPT-2's vocabulary; else one made of the book's own
-    vocabulary sheet and merge table."""
-    gpt2 = Tokenizer.gpt2()
+    """The tokenizer made of a typed-prompt book's own vocabulary sheet and merge table
+    (a book of fixed ids has no merge table: GPT-2's)."""
     V = book.layout.cfg.vocab_size
     if not book.layout.typed_prompt:
-        return gpt2
+        return Tokenizer.gpt2()
     strings = [book.token_string(i) for i in range(V)]
     merges = [(strings[a], strings[b]) for a, b, _, _ in book.merge_table()]
     return Tokenizer({s: i for i, s in enumerate(strings)}, merges)
@@ -181,8 +181,12 @@ def check_prompts(path: str | Path, prompts: Iterable[str], model: LoadedModel |
     """check --prompt for each of many prompts on one typed-prompt book, read and compiled once."""
     from .engines.fast import Recalculation
     recalc = Recalculation(path)
+    tokenizer = model.tokenizer if model is not None else None
     for text in prompts:
-        yield check_workbook(path, model, text, tol, values=recalc.run([prompt_cell(path, text)]))
+        values = recalc.run([prompt_cell(path, text)])
+        if tokenizer is None:
+            tokenizer = book_tokenizer(load_book(path, values=values))
+        yield check_workbook(path, model, text, tol, values=values, tokenizer=tokenizer)
 
 
 def _cell_of(block: Block) -> tuple[str, int, int]:

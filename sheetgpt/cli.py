@@ -86,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("prompt", metavar="PROMPT")
     b.add_argument("--model", "-m", default=DEFAULT_MODEL, help=MODEL_HELP)
     b.add_argument("-o", "--output", type=Path, help="where to write (default: out/sheetgpt-MODEL.xlsx)")
+    b.add_argument("--positions", "-n", type=int, metavar="N",
+                   help="token positions the book holds (default 16, or the prompt's tokens if more; at most the "
+                        "model's context): a learner may type any prompt up to N tokens into the Guide")
+    b.add_argument("--fixed", action="store_true",
+                   help="no tokenizer sheets: the token ids are the input cells, one per token of PROMPT "
+                        "(the book for engines that should not compute text, and for any Unicode prompt)")
     b.add_argument("--compact", action="store_true",
                    help="omit the optional cell addresses (r=) where cells follow on: about 30%% smaller; "
                         "Excel, LibreOffice and sheetgpt read such files, Gnumeric and IronCalc do not")
@@ -100,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
                                    "naming the first step, sheet and cell that differ, 2 on bad input.")
     c.add_argument("book", type=Path, metavar="BOOK.xlsx")
     c.add_argument("--model", "-m", help="also require BOOK's weights to be exactly this model's: " + MODEL_HELP)
-    c.add_argument("--prompt", help="also require BOOK's token ids to be this text's")
+    c.add_argument("--prompt", help="also require BOOK's token ids to be this text's; in a typed-prompt book, "
+                                    "type it into the prompt cell first (the file unchanged)")
     c.add_argument("--tol", type=float, default=None,
                    help="relative tolerance: max |book - reference| / max |reference| per step (default 1e-9)")
     _engine_args(c)
@@ -111,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("book", type=Path, metavar="BOOK.xlsx")
     e.add_argument("--top", "-k", type=int, default=5, help="how many tokens to show (default 5)")
     e.add_argument("--logits", type=Path, metavar="FILE.npy", help="save the evaluated last-position logits")
+    e.add_argument("--prompt", help="as if this text were typed into the prompt cell (a typed-prompt book)")
     _engine_args(e)
     e.set_defaults(run=_eval)
 
@@ -174,9 +182,11 @@ def _build(args) -> int:
     from .jobs import build
 
     built = build(args.model, args.prompt, args.output, progress=False if args.quiet else None,
-                  compact=args.compact)
+                  compact=args.compact, typed_prompt=not args.fixed, positions=args.positions)
     result = built.result
-    print(f"wrote {result.path}: {len(result.ids)} tokens, {result.n_cells:,} cells of which "
+    where = f" in {result.positions} positions (type any prompt into Guide!B5)" if result.typed_prompt else ""
+    tokenizer = f" ({result.tokenizer_cells:,} in the tokenizer)" if result.typed_prompt else ""
+    print(f"wrote {result.path}: {len(result.ids)} tokens{where}, {result.n_cells:,} cells{tokenizer} of which "
           f"{result.n_formulas:,} formulas, {built.size / 1e6:.1f} MB (model {built.model.name}: "
           f"{built.model.about})")
     return 0
@@ -231,7 +241,11 @@ def _check(args) -> int:
 def _eval(args) -> int:
     from .jobs import evaluate_top
 
-    top, logits, about = evaluate_top(args.book, args.top, args.engine, _progress(args), _overrides(args))
+    overrides = _overrides(args)
+    if args.prompt is not None:
+        from .readback import prompt_cell
+        overrides.append(prompt_cell(args.book, args.prompt))
+    top, logits, about = evaluate_top(args.book, args.top, args.engine, _progress(args), overrides)
     if args.logits:
         try:
             np.save(args.logits, logits)

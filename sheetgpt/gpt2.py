@@ -22,28 +22,29 @@ from .steps.weights import Weights
 
 @dataclass
 class Inputs:
-    """What every part of the model reads besides the stream: weights, vocabulary, token ids."""
+    """What every part of the model reads besides the stream: weights, vocabulary, token ids;
+    and the Guide, which holds a typed prompt and shows the prediction."""
 
     weights: Weights
     vocab: Vocabulary
     tokens: TokenIds
+    guide: Guide
 
 
 def gpt2(layout: Layout) -> list[Component]:
     """Every component of a GPT-2 workbook, in forward order."""
-    guide = Guide(layout)
-    inputs, parts = embedding(layout, guide)
+    inputs, parts = embedding(layout)
     x = parts[-1].out
     for i in range(layout.cfg.n_layer):
         parts += transformer_block(layout, i, x, inputs.weights)
         x = parts[-1].out
-    return parts + output(layout, x, inputs, guide)
+    return parts + output(layout, x, inputs)
 
 
-def embedding(layout: Layout, guide: Guide) -> tuple[Inputs, list[Component]]:
+def embedding(layout: Layout) -> tuple[Inputs, list[Component]]:
     """The inputs (with a typed prompt: tokenized in the sheet), then token ids to the
     residual stream: the first components of the book."""
-    w, vocab = Weights(layout), Vocabulary(layout)
+    guide, w, vocab = Guide(layout), Weights(layout), Vocabulary(layout)
     parts: list[Component] = [w, vocab]
     prompt_ids = None
     if layout.typed_prompt:
@@ -52,7 +53,7 @@ def embedding(layout: Layout, guide: Guide) -> tuple[Inputs, list[Component]]:
     tokens = TokenIds(layout, vocab, prompt_ids)
     embed_tok = TokenEmbedding(layout, tokens.ids, w["wte.weight"])
     embed = AddPositions(layout, embed_tok.out, w["wpe.weight"])
-    return Inputs(w, vocab, tokens), parts + [tokens, embed_tok, embed]
+    return Inputs(w, vocab, tokens, guide), parts + [tokens, embed_tok, embed]
 
 
 def tokenizer(layout: Layout, guide: Guide, vocab: Vocabulary) -> list[Component]:
@@ -64,7 +65,7 @@ def tokenizer(layout: Layout, guide: Guide, vocab: Vocabulary) -> list[Component
     return [tables, chars, words, bpe, PromptIds(layout, words, bpe, guide.sheet)]
 
 
-def output(layout: Layout, x: Block, inputs: Inputs, guide: Guide) -> list[Component]:
+def output(layout: Layout, x: Block, inputs: Inputs) -> list[Component]:
     """The final stream to a prediction, then the Guide and the metadata."""
     w, vocab = inputs.weights, inputs.vocab
     ln_f = LayerNorm(layout, "ln_f", "ln_f", "Final layer norm", x, w["ln_f.weight"], w["ln_f.bias"],
@@ -73,8 +74,8 @@ def output(layout: Layout, x: Block, inputs: Inputs, guide: Guide) -> list[Compo
                              "the model predicts from.")
     logits = Logits(layout, ln_f.out, w["wte.weight"], vocab.text)
     prediction = Prediction(layout, logits, vocab.text)
-    guide.show(prediction)
-    return [ln_f, logits, prediction, guide, Metadata(layout)]
+    inputs.guide.show(prediction)
+    return [ln_f, logits, prediction, inputs.guide, Metadata(layout)]
 
 
 def transformer_block(layout: Layout, i: int, x: Block, w: Weights) -> list[Component]:

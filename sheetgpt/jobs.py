@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .builder import BuildResult, plan_book, write_book
+from .builder import BuildResult, plan_book, sheet_reading, write_book
 from .engines import CellOverride
 from .errors import UserError
 from .load import DEFAULT_MODEL, LoadedModel, load_model
@@ -29,10 +29,22 @@ class Built:
 
 
 def build(model_spec: str, prompt: str, out: Path | None = None, progress: bool | None = None,
-          compact: bool = False) -> Built:
-    """Load the model, tokenize and lay out once, then write the workbook atomically."""
+          compact: bool = False, typed_prompt: bool = True, positions: int | None = None) -> Built:
+    """Load the model, tokenize and lay out once, then write the workbook atomically.
+
+    typed_prompt: the prompt is a cell the sheet tokenizes; a prompt the sheet cannot read
+    (beyond ASCII, a word too long) gets a book of fixed token ids instead, with a notice."""
     model = load_model(model_spec)
-    plan = plan_book(model, prompt, compact=compact)
+    plan = plan_book(model, prompt, compact=compact, typed_prompt=typed_prompt, positions=positions)
+    if plan.layout.typed_prompt:
+        reading = sheet_reading(model, prompt, plan.layout.T)
+        if not reading.startswith("OK"):
+            if positions is not None:
+                raise UserError(f"the sheet's tokenizer cannot read this prompt: {reading} (build without "
+                                "--positions for a book of fixed token ids)")
+            print(f"sheetgpt: note: the sheet's tokenizer cannot read this prompt ({reading}); writing a book of "
+                  "fixed token ids instead, as with --fixed", file=sys.stderr)
+            plan = plan_book(model, prompt, compact=compact)
     out = out or Path("out") / f"sheetgpt-{_slug(model.name)}.xlsx"
     if out.suffix.lower() != ".xlsx":
         raise UserError(f"the output file must end in .xlsx, got {out}")

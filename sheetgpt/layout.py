@@ -168,5 +168,6 @@ class Layout:
     def owner(self, block: Block) -> "Component | None":
         return self._owners[block.name]
 
-    def n_cells(self) -> int:
-        return sum(b.size for b in self.blocks.values())
+    def n_cells(self, owned_by: Callable[["Component | None"], bool] | None = None) -> int:
+        """Cells of the named blocks (of those whose owner passes the test)."""
+        return sum(b.size for b in self.blocks.values() if owned_by is None or owned_by(self._owners[b.name]))

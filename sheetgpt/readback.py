@@ -2,6 +2,7 @@
 token ids where its layout says they are. Used by check, eval and the lesson."""
 from __future__ import annotations
 
+import functools
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +59,14 @@ class BookContents:
         return self._vocab_cell(token_id, 1)
 
     def _vocab_cell(self, token_id: int, j: int) -> str:
-        blk = self.layout.blocks["vocab_text"]
-        v = self.values.value(blk.sheet, blk.row + token_id, blk.col + j)
-        return "" if v is None else str(v)
+        return self._vocab_columns[j][token_id]
+
+    @functools.cached_property
+    def _vocab_columns(self) -> tuple[list[str], list[str]]:
+        """The vocabulary sheet's text and byte-level string columns, read once."""
+        blk, value = self.layout.blocks["vocab_text"], self.values.value
+        return tuple(["" if v is None else str(v) for v in (value(blk.sheet, blk.row + i, blk.col + j)
+                                                            for i in range(blk.n_rows))] for j in (0, 1))
 
     @property
     def prompt(self) -> str | None:

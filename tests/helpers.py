@@ -420,8 +420,8 @@ def check_cached(path: Path, engine: str = "formulas", **kwargs):
 
     real = check.load_book
 
-    def cached(p, engine_=engine, progress=None, architecture=None, overrides=()):
-        assert engine_ == engine and not overrides
+    def cached(p, engine_=engine, progress=None, architecture=None, overrides=(), values=None):
+        assert engine_ == engine and not overrides and values is None
         return evaluated(p, engine)
 
     cached.__wrapped_real__ = real

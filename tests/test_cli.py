@@ -89,7 +89,7 @@ def test_failed_build_keeps_existing_file(tmp_path):
 
 
 def test_build_readme_command(tmp_path, tiny_book):
-    r = run_cli("build", TINY_PROMPT, "--model", "tiny", "-o", "out/t.xlsx", cwd=tmp_path)
+    r = run_cli("build", TINY_PROMPT, "--model", "tiny", "--fixed", "-o", "out/t.xlsx", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     assert _files(tmp_path) == ["out", "out/t.xlsx"]
@@ -109,7 +109,7 @@ def test_build_readme_command(tmp_path, tiny_book):
 
 
 def test_build_from_model_directory(tmp_path, small_model_dir, small_model, small_vocab_dir):
-    r = run_cli("build", SMALL_PROMPT, "--model", str(small_model_dir), "-o", "small.xlsx", cwd=tmp_path)
+    r = run_cli("build", SMALL_PROMPT, "--model", str(small_model_dir), "--fixed", "-o", "small.xlsx", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     book = tmp_path / "small.xlsx"
     params = small_model.weights.params

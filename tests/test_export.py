@@ -99,7 +99,8 @@ def model():
 
 
 def expected_sheets(n_layer: int) -> list[str]:
-    return (["tokens", "embed_tok", "embed"] + [f"h{i} {s}" for i in range(n_layer) for s in LAYER_STEPS]
+    """The lesson's pages of a typed-prompt book: the tokenizer first."""
+    return (["tok_chars", "tok_words", "tok_bpe", "tok_ids", "tokens", "embed_tok", "embed"] + [f"h{i} {s}" for i in range(n_layer) for s in LAYER_STEPS]
             + ["ln_f", "logits", "prediction"])
 
 
@@ -176,13 +177,19 @@ def test_formulas_are_shown_from_each_blocks_first_cell(pages: dict[str, Page]):
     assert ln == ["B3", "C3", "D3"]  # mean, variance, normalised row
 
 
-def test_values_shown_match_the_reference(pages: dict[str, Page], model):
+def test_values_shown_match_the_reference(pages: dict[str, Page], model, lesson: Path):
+    from sheetgpt.readback import load_book
+
     ids = model.tokenizer.encode(PROMPT)
-    ref = forward(model.weights, ids)
-    ref["tokens"] = np.array(ids, dtype=np.float64)[:, None]
+    book = load_book(lesson / "book.xlsx")  # its layout, and its inputs: the prompt and the merge table
+    ref = forward(model.weights, ids, layout=book.layout, given=book.given())
+    ref = {name: ref[name] for name in book.layout.steps}
+    assert [int(i) for i in ref["prompt_ids"][:len(ids), 0]] == ids
     checked = set()
     for page in pages.values():
         for c in page.cells:
+            if c["data-block"] not in ref:  # text: the prompt's characters and words
+                continue
             want = ref[c["data-block"]][int(c["data-i"]), int(c["data-j"])]
             if c["data-v"] == "":  # an empty (masked) cell
                 assert np.isnan(want) and c["text"] == "", (page.path.name, c)
@@ -194,7 +201,12 @@ def test_values_shown_match_the_reference(pages: dict[str, Page], model):
             assert abs(got - want) <= 1e-6 * scale, (page.path.name, c)
             assert float(c["text"]) == pytest.approx(got, rel=1e-3, abs=1e-12), (page.path.name, c)
             checked.add(c["data-block"])
-    missing = [name for name in ref if name not in checked]
+    # the tokenizer's sheets are wide: their previews show the first columns only
+    from sheetgpt.steps.prompt import is_tokenizer
+    missing = [name for name in ref if name not in checked and not is_tokenizer(book.layout.owner(
+        book.layout.blocks[name]))]
+    assert {"chars", "char_codes", "prompt_ids", "bpe_symbols"} & checked >= {"char_codes", "prompt_ids",
+                                                                              "bpe_symbols"}
     assert not missing, f"steps never previewed: {missing}"
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from .base import CellOverride
 from .fast import FastBook, FileStructure
 from .fast.reader import EMPTY, ERR, NUM, STR, Sheet, read_workbook
 
@@ -41,32 +42,53 @@ def find_libreoffice() -> tuple[str, str]:
 
 def evaluate_with_libreoffice(path: Path, progress: bool | None = None,
                               timeout: float = DEFAULT_TIMEOUT) -> FastBook:
-    _, python = find_libreoffice()
     wb = read_workbook(path)  # the constants
     structure = FileStructure.of(wb)  # the formulas, kept: LibreOffice's dumps hold values only
     names = [name for name, s in structure.sheets.items() if s.single_cell or s.shared]
     with tempfile.TemporaryDirectory(prefix="sheetgpt-lo-") as tmp:
         tmp_path = Path(tmp)
-        (tmp_path / "sheets.json").write_text(json.dumps(names))
-        script = Path(__file__).with_name("lo_uno.py")
-        proc = subprocess.Popen([python, str(script), str(Path(path).resolve()), tmp, str(tmp_path / "profile"),
-                                 str(tmp_path / "sheets.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, start_new_session=True)
-        try:
-            _, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise UserError(f"LibreOffice did not finish recalculating {path} within {timeout:.0f} s") from None
-        except BaseException:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
-        if proc.returncode != 0:
-            last = (err.strip().splitlines() or ["no message"])[-1]
-            raise UserError(f"LibreOffice failed on {path}: {last}")
+        _run_libreoffice(path, tmp_path, names, None, timeout)
         for i, name in enumerate(names):
             wb.sheets[name] = _load_dump(name, tmp_path / str(i))
     return FastBook(wb, structure)
+
+
+Rect = tuple[str, int, int, int, int]  # sheet, first row, first col (1-based), n_rows, n_cols
+
+
+def recalculate_with_libreoffice(path: Path, runs: list[list[CellOverride]], read: list[Rect],
+                                 timeout: float = DEFAULT_TIMEOUT) -> list[list[list[list[object]]]]:
+    """For each run, type its values into the book in LibreOffice (one after the other, as a
+    person would), recalculate, and read the rectangles: values[run][rect][row][col]."""
+    spec = {"runs": [[[o.sheet, o.row - 1, o.col - 1, o.value] for o in run] for run in runs],
+            "read": [[s, r - 1, c - 1, h, w] for s, r, c, h, w in read]}
+    with tempfile.TemporaryDirectory(prefix="sheetgpt-lo-") as tmp:
+        tmp_path = Path(tmp)
+        (tmp_path / "runs.json").write_text(json.dumps(spec))
+        _run_libreoffice(path, tmp_path, [], tmp_path / "runs.json", timeout)
+        return [json.loads((tmp_path / f"run{i}.json").read_text()) for i in range(len(runs))]
+
+
+def _run_libreoffice(path: Path, tmp_path: Path, names: list[str], runs: Path | None, timeout: float) -> None:
+    _, python = find_libreoffice()
+    tmp = str(tmp_path)
+    (tmp_path / "sheets.json").write_text(json.dumps(names))
+    script = Path(__file__).with_name("lo_uno.py")
+    proc = subprocess.Popen([python, str(script), str(Path(path).resolve()), tmp, str(tmp_path / "profile"),
+                             str(tmp_path / "sheets.json"), *([str(runs)] if runs else [])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise UserError(f"LibreOffice did not finish recalculating {path} within {timeout:.0f} s") from None
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    if proc.returncode != 0:
+        last = (err.strip().splitlines() or ["no message"])[-1]
+        raise UserError(f"LibreOffice failed on {path}: {last}")
 
 
 def _load_dump(name: str, base: Path) -> Sheet:

@@ -1,11 +1,15 @@
 """Run by the system Python that has LibreOffice's `uno` module (not by sheetgpt's Python).
 
-    python3 lo_uno.py BOOK.xlsx OUT_DIR PROFILE_DIR SHEETS.json
+    python3 lo_uno.py BOOK.xlsx OUT_DIR PROFILE_DIR SHEETS.json [RUNS.json]
 
 Starts LibreOffice headless with its own profile (set to always recalculate OOXML files
 on load, so cached values are never used), loads BOOK, recalculates everything, and
 writes for each sheet named in SHEETS.json the used area as float64 (OUT_DIR/<i>.bin,
 NaN where not a number) plus OUT_DIR/<i>.json: shape, texts and error codes by cell.
+With RUNS.json ({"runs": [[[sheet, row, col, value], ...], ...], "read": [[sheet, row,
+col, n_rows, n_cols], ...]}, 0-based): for each run, types its values into the cells
+(as a person would), recalculates, and writes OUT_DIR/run<i>.json: the read rectangles'
+values, row by row.
 Standard library only: this Python has no NumPy.
 """
 import array
@@ -74,6 +78,20 @@ def main():
             names = json.load(f)
         for i, name in enumerate(names):
             dump(doc.Sheets.getByName(name), os.path.join(out_dir, str(i)))
+        if len(sys.argv) > 5:
+            with open(sys.argv[5]) as f:
+                runs = json.load(f)
+            for i, edits in enumerate(runs["runs"]):
+                for sheet, row, col, value in edits:
+                    cell = doc.Sheets.getByName(sheet).getCellByPosition(col, row)
+                    if isinstance(value, str):
+                        cell.setString(value)
+                    else:
+                        cell.setValue(value)
+                doc.calculateAll()
+                with open(os.path.join(out_dir, "run%d.json" % i), "w") as f:
+                    json.dump([read(doc.Sheets.getByName(s).getCellRangeByPosition(c, r, c + w - 1, r + h - 1))
+                               for s, r, c, h, w in runs["read"]], f)
         doc.close(True)
     finally:
         try:
@@ -84,6 +102,11 @@ def main():
             office.wait(timeout=20)
         except subprocess.TimeoutExpired:
             office.kill()
+
+
+def read(cells):
+    """A rectangle's values row by row: numbers, texts, or the error's text."""
+    return [list(row) for row in cells.getDataArray()]
 
 
 def dump(sheet, base):

@@ -89,6 +89,11 @@ def status_message(text: str, positions: int, n_words: int, word_lengths: list[i
     return f"OK: {n_needed} tokens, {positions - n_needed} positions of padding."
 
 
+def is_tokenizer(component: Component | None) -> bool:
+    """Whether a component is part of the sheet's tokenizer (for counting its cells)."""
+    return isinstance(component, (MergeTable, PromptChars, PromptWords, BytePairMerges, PromptIds))
+
+
 def _text(v: Values, name: str) -> str:
     value = v[name][0, 0]
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
@@ -256,6 +261,11 @@ to right, a word starts where the previous one ended.</p>
 
 class PromptWords(Component):
     stage, kind, short_title = "input", "tok_words", "Tokenizer: the words"
+    lesson = """
+<p>The words found on the characters' sheet, one per row: where each starts
+(<code>MATCH</code> finds the first character with its word number), how long it is and
+its text. Every word is tokenized on its own: no token ever spans two words.</p>
+"""
 
     def __init__(self, layout: Layout, chars: PromptChars):
         super().__init__(layout)
@@ -447,6 +457,14 @@ class PromptIds(Component):
     """The words' tokens in order, then padding: the ids the `tokens` sheet takes."""
 
     stage, kind, short_title = "input", "tok_ids", "Tokenizer: the token ids"
+    lesson = """
+<p>The words' tokens, in order: position <i>t</i> belongs to the last word whose tokens
+start at or before <i>t</i>, and takes that word's symbol after the last round of merges.
+Positions after the prompt's last token are padding; causal attention keeps them from
+touching the real ones, and the prediction reads the last real position.</p>
+<p>These ids go to the <code>tokens</code> sheet, where a learner can still type an id of
+their own over any of them.</p>
+"""
 
     def __init__(self, layout: Layout, words: PromptWords, bpe: BytePairMerges, guide: Sheet):
         super().__init__(layout)

@@ -335,6 +335,18 @@ def MATCH(ctx, args):
         kind = arr.kind[u].ravel() if arr.kind is not None else np.full(num.size, NUM, np.uint8)
         numeric = np.flatnonzero(kind == NUM)
         values, first = np.unique(num[numeric], return_index=True)  # sorted, first occurrence
+        plain = cells[(lk[cells] == NUM) & ((kind_arg[cells] == 0) | (kind_arg[cells] == 1))]
+        if len(plain):  # number lookups, all at once
+            x, exact = lookup.num[plain], kind_arg[plain] == 0
+            j = np.minimum(np.searchsorted(values, x), max(len(values) - 1, 0))
+            hit = (values[j] == x) if len(values) else np.zeros(len(x), bool)
+            at_or_below = np.searchsorted(num[numeric], x, side="right")  # ascending data: largest value <= x
+            found = np.where(exact, hit, at_or_below > 0)
+            pos = np.where(exact, numeric[first[j]] if len(values) else 0,
+                           numeric[np.maximum(at_or_below - 1, 0)] if len(numeric) else 0)
+            out[plain] = np.where(found, pos + 1, np.nan)
+            errors[plain] = np.where(found, None, "#N/A")
+            cells = np.setdiff1d(cells, plain)
         for i in cells.tolist():
             mode = kind_arg[i]
             if lk[i] == ERR:
