@@ -5,7 +5,8 @@
 Builds the book for PROMPT, renders its Guide sheet as LibreOffice prints it (soffice to
 PDF, first page only, then pdftoppm: needs libreoffice-calc-nogui and poppler-utils),
 exports the lesson and shoots its index and layer 0's attention page with headless
-Chromium. Writes docs/workbook-guide.png, docs/lesson-index.png, docs/lesson-attention.png.
+Chromium. Writes docs/workbook-guide.png, docs/lesson-index.png, docs/lesson-attention.png
+and docs/lesson-tokenizer.png (the typed prompt's merges, round by round).
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from sheetgpt.engines.lo_uno import RECALC_ALWAYS  # noqa: E402
 from sheetgpt.jobs import export  # noqa: E402
 
 PROMPT = "O Romeo, Romeo, wherefore art"
-SHOTS = {"lesson-index.png": ("index.html", 900), "lesson-attention.png": ("h0-probs.html", 1180)}
+SHOTS = {"lesson-index.png": ("index.html", 900), "lesson-attention.png": ("h0-probs.html", 1180),
+         "lesson-tokenizer.png": ("tok_bpe.html", 1400)}
 WIDTH = 1200  # browser window; the PNGs are scaled to 900 px wide to stay small
 
 

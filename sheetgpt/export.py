@@ -54,7 +54,8 @@ def export_lesson(book: str | Path, out_dir: str | Path, progress: bool | None =
     for page in pages:  # the component's words, with this book's sizes
         c = page.component
         page.explain = Markup(env.from_string(c.lesson).render(m=facts, layer=c.layer, c=c)) if c.lesson else ""
-    with Progress(total=len(pages) + cfg.n_layer * cfg.n_head + 3, desc="writing lesson",
+    n_figures = cfg.n_layer * cfg.n_head + 3 + int(contents.layout.typed_prompt)  # see FIGURES: PCA twice
+    with Progress(total=len(pages) + n_figures + 1, desc="writing lesson",
                   enabled=progress, unit="file") as bar:
         make_dir(out / IMG_DIR)
         _draw_figures(contents, pages, facts, out, bar)
@@ -159,8 +160,27 @@ def _prediction_bars(book: BookContents, step, facts: dict, out: Path) -> list[t
                                      f"{step.probs.sheet}."))]
 
 
+def _merge_rounds(book: BookContents, step, facts: dict, out: Path) -> list[tuple[str, Figure]]:
+    """The prompt's words merging, round by round (the typed prompt's tokenizer)."""
+    symbols, n_words = book[step.symbols.name].astype(int), int(book["n_words"][0, 0])
+    words = []
+    for w in range(min(n_words, step.n_words, MAX_WORDS_DRAWN)):
+        rounds = [[book.token_text(int(i)) for i in symbols[k * step.n_words + w] if i >= 0]
+                  for k in range(step.symbols.n_cols)]
+        words.append([r for k, r in enumerate(rounds) if k == 0 or r != rounds[k - 1]])
+    src = f"{IMG_DIR}/tok-bpe-rounds.png"
+    figures.merge_rounds(words, out / src)
+    return [(step.sheet.name, Figure(src, "The prompt's words merging into tokens, round by round",
+                                     "Each word starts as its bytes; every round merges the pair with the lowest "
+                                     "rank, wherever it occurs. Rows that would repeat are left out."
+                                     + (f" The first {MAX_WORDS_DRAWN} words." if n_words > MAX_WORDS_DRAWN
+                                        else "")))]
+
+
+MAX_WORDS_DRAWN = 8
 # the pictures a kind of page gets (Component.kind)
-FIGURES = {"embed": _embedding_map, "probs": _attention_maps, "prediction": _prediction_bars}
+FIGURES = {"embed": _embedding_map, "probs": _attention_maps, "prediction": _prediction_bars,
+           "tok_bpe": _merge_rounds}
 
 
 # -- files ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 DPI = 100
@@ -114,4 +115,34 @@ def embedding_pca(before: np.ndarray, after: np.ndarray, labels: list[str], path
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"PC 2 ({share[1]:.0%} of the variance)")
     fig.suptitle("The prompt's tokens as points: a 2-D PCA map of their vectors")
+    _save(fig, path)
+
+
+def merge_rounds(words: list[list[list[str]]], path: Path) -> None:
+    """Each word's symbols round by round, as boxes as wide as their text: words[w][k] is
+    word w's symbols after k rounds of merges (only the rounds that changed something)."""
+    rows = sum(len(rounds) + 1 for rounds in words)
+    width = max((sum(len(s) for s in rounds[0]) for rounds in words), default=1)
+    fig = Figure(figsize=(float(np.clip(2.0 + 0.32 * width, 6.0, 12.0)), 0.9 + 0.34 * rows), layout="constrained")
+    ax = fig.add_subplot()
+    y = 0
+    shades = [BLUE, ORANGE]
+    for w, rounds in enumerate(words):
+        ax.text(-0.3, y, f"word {w + 1}", ha="right", va="center", fontsize=9, fontweight="bold")
+        y += 1
+        for k, symbols in enumerate(rounds):
+            x = 0
+            ax.text(-0.3, y, f"round {k}", ha="right", va="center", fontsize=8, color=GREY)
+            for n, s in enumerate(symbols):
+                ax.add_patch(Rectangle((x, y - 0.4), len(s), 0.8, facecolor=shades[n % 2], alpha=0.35,
+                                       edgecolor="white"))
+                ax.text(x + len(s) / 2, y, tex_safe(s.replace(" ", "\u2423").replace("\n", "\u21b5")
+                                                    .replace("\t", "\u21e5")), ha="center", va="center",
+                        fontsize=9, family="monospace")
+                x += len(s)
+            y += 1
+    ax.set_xlim(-3.2, width + 0.2)
+    ax.set_ylim(y - 0.5, -0.5)
+    ax.axis("off")
+    ax.set_title("Byte-pair merges: each word's symbols, round by round\n(the last row of a word: its tokens)")
     _save(fig, path)

@@ -2,7 +2,6 @@
 differently, or not at all."""
 from __future__ import annotations
 
-import functools
 
 import re
 from dataclasses import asdict, dataclass
@@ -50,13 +49,20 @@ def lint_book(book: EvaluatedBook) -> list[Finding]:
     return findings
 
 
+_KNOWN: dict[tuple, dict[str, list[tuple[str, str]]]] = {}  # defined names -> formula text -> its problems
+
+
 def _formula_findings(sheet: str, formulas: list[FormulaCell], names: dict[str, str]) -> list[Finding]:
     findings: list[Finding] = []
     checked: dict[str, list[tuple[str, str]]] = {}
-    key = tuple(sorted(names.items()))
+    known = _KNOWN.setdefault(tuple(sorted(names.items())), {})  # a book linted again: its formulas are known
+    if len(_KNOWN) > 4:
+        _KNOWN.pop(next(iter(_KNOWN)))
     for f in sorted(formulas, key=lambda f: f.shared):  # plain formulas first, as the lint always listed them
         if f.text not in checked:
-            checked[f.text] = _problems(f.text, key)
+            if f.text not in known:
+                known[f.text] = formula_problems(f.text, names)
+            checked[f.text] = known[f.text]
         findings += [Finding(rule, sheet, cell_name(f.row, f.col), f"{message} (formula ={shorten(f.text)})")
                      for rule, message in checked[f.text]]
     return findings
@@ -96,11 +102,6 @@ def sheet_name_problem(name: str) -> str | None:
     if name.lower() == "history":
         return "is reserved by Excel"
     return None
-
-
-@functools.lru_cache(maxsize=1 << 16)  # a book checked again and again (many prompts) has the same formulas
-def _problems(text: str, names: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
-    return formula_problems(text, dict(names))
 
 
 def formula_problems(text: str, names: dict[str, str]) -> list[tuple[str, str]]:

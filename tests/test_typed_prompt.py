@@ -191,6 +191,15 @@ def test_the_sheet_text_shows_padding(typed_book):
 def test_libreoffice_types_prompts_alike(typed_book, tiktoken_gpt2):
     """LibreOffice, the prompt typed in through UNO and the book recalculated, shows the
     fast engine's ids, token count and logits."""
+    libreoffice_alike(typed_book, tiktoken_gpt2, prompts_for_tests(tiktoken_gpt2, 40, seed=3)[::5][:24], 20)
+
+
+@pytest.mark.slow
+def test_libreoffice_types_many_more_prompts_alike(typed_book, tiktoken_gpt2):
+    libreoffice_alike(typed_book, tiktoken_gpt2, prompts_for_tests(tiktoken_gpt2, 100, seed=4), 150)
+
+
+def libreoffice_alike(typed_book: Path, tiktoken_gpt2, prompts: list[str], at_least: int) -> None:
     if shutil.which("soffice") is None:
         pytest.skip("LibreOffice is not installed")
     from sheetgpt.engines.fast import Recalculation
@@ -198,8 +207,8 @@ def test_libreoffice_types_prompts_alike(typed_book, tiktoken_gpt2):
     from sheetgpt.readback import load_book, prompt_cell
 
     # LibreOffice's setString keeps a line break as "\n" alone: "\r\n" would arrive as "\n"
-    prompts = [p for p in prompts_for_tests(tiktoken_gpt2, 40, seed=3) if "\r" not in p][::5][:24]
-    assert len(prompts) >= 20
+    prompts = [p for p in prompts if "\r" not in p]
+    assert len(prompts) >= at_least
     layout = load_book(typed_book).layout
     reads = [(b.sheet, b.row, b.col, b.n_rows, b.n_cols) for b in
              (layout.blocks[n] for n in ("prompt_ids", "n_tokens", "logits"))]

@@ -21,7 +21,7 @@ def evaluate(path: str | Path, engine: str = "fast", progress: bool | None = Non
     """Recalculate every formula of the workbook at `path` with the named engine, as if the
     cells of `overrides` held their values (our own engine only: the others read files)."""
     if overrides and engine != "fast":
-        raise UserError(f"--set works with the fast engine (the default), not with --engine {engine}: "
+        raise UserError(f"--set and --prompt work with the fast engine (the default), not with --engine {engine}: "
                         "to try a change there, type it into the book and save it")
     if engine == "fast":
         from .fast import evaluate_fast

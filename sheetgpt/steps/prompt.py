@@ -115,7 +115,6 @@ class MergeTable(Component):
         self.keys = self.add_block("merge_keys", rows, 1, col=5, step=False)
         self.ranks = self.add_block("merge_ranks", rows, 1, col=6, step=False)
         self.merged = self.add_block("merge_ids", rows, 1, col=7, step=False)
-        self.given = [self.byte_ids, self.keys, self.ranks, self.merged]
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         tok, V = inputs.model.tokenizer, self.layout.cfg.vocab_size
@@ -144,15 +143,15 @@ a run of letters, of digits or of punctuation, each with the space before it; th
 English endings <code>'s 't 're 've 'm 'll 'd</code>; and runs of spaces, of which the
 last space joins the word after it.</p>
 <p>Each row is one character: its code (<code>CODE</code>), its class, how long the run
-of its class is from there, and how long a word starting there would be. Reading left
-to right, a word starts where the previous one ended.</p>
+of its class is from there, and how long a word starting there would be. Reading down,
+a word starts where the previous one ended.</p>
 """
 
     def __init__(self, layout: Layout, guide: Sheet):
         super().__init__(layout)
         C = self.capacity = chars_capacity(layout.T)
         self.prompt = self.add_block("prompt", 1, 1, sheet=guide, row=5, col=2, step=False)
-        sheet = self.add_sheet("tok_chars", f"Tokenizer 1: the prompt's characters, their classes and where "
+        self.add_sheet("tok_chars", f"Tokenizer 1: the prompt's characters, their classes and where "
                                             f"each word starts [{C} characters]")
         names = ["chars", "char_codes", "char_classes", "char_groups", "char_runs", "match_lengths",
                  "word_starts", "next_starts", "word_numbers", "char_symbols"]
@@ -256,7 +255,7 @@ to right, a word starts where the previous one ended.</p>
         v["next_starts"] = np.array(nexts, dtype=np.float64)[:, None]
         v["prompt_length"] = np.array([[len(text)]], dtype=np.float64)
         v["char_count"] = np.array([[n]], dtype=np.float64)
-        v["_words"] = [s[a:e] for a, e in spans]
+        v["_words"] = [text[a:e] for a, e in spans]  # as the sheet shows them: a character it cannot read too
 
 
 class PromptWords(Component):
@@ -326,8 +325,7 @@ text comparison in spreadsheets ignores case, numbers do not.</p>
     def __init__(self, layout: Layout, words: PromptWords, tables: MergeTable, vocab: Block):
         super().__init__(layout)
         NW, W = words.n_rows, WORD_SLOTS
-        self.n_words, self.rounds, self.tables, self.vocab = NW, W, tables, vocab
-        self.words = words
+        self.n_words, self.tables, self.words = NW, tables, words
         self.add_sheet("tok_bpe", f"Tokenizer 3: byte-pair merges, one band of rows per round [{W} rounds x "
                                   f"{NW} words x {W} symbols]")
         rows, col = W * NW, 2
@@ -365,11 +363,11 @@ text comparison in spreadsheets ignores case, numbers do not.</p>
             yield header(blk, list(range(1, W + 1)) if blk is self.symbols else [f"{what} {j}" for j in
                                                                                   range(1, W + 1)])
         yield header(self.counts.part(n_cols=2), ["symbols", "best rank"])
-        sym, k_, rows_, rank, merge, out, emit = (self.symbols, *self.work.values())
-        j = f"{self.symbols.cell(-1, 0, abs_row=True)}"  # the slot number in the header
+        sym, keys, key_rows, ranks, merges, slots, emits = (self.symbols, *self.work.values())
+        j = self.symbols.cell(-1, 0, abs_row=True)  # the slot number, in the header
         for k in range(W):
-            at = {n: self.band(b, k).cell(0, 0) for n, b in (("s", sym), ("key", k_), ("row", rows_), ("r", rank),
-                                                             ("m", merge), ("o", out), ("e", emit))}
+            at = {n: self.band(b, k).cell(0, 0) for n, b in (("s", sym), ("key", keys), ("row", key_rows),
+                                                             ("r", ranks), ("m", merges))}
             # one number per word row, read across the row: anchored columns
             count = self.band(self.counts, k).cell(0, 0, abs_col=True)
             best = self.band(self.best, k).cell(0, 0, abs_col=True)
@@ -380,28 +378,26 @@ text comparison in spreadsheets ignores case, numbers do not.</p>
                 yield Formula(self.band(sym, 0), f"IF({j}>{count},-1,INDEX(char_symbols,{first}+{j}-1))",
                               Style.INTEGER)
             else:
-                prev = lambda b, jj=0: self.band(b, k - 1)
-                p_count = prev(self.counts).cell(0, 0)
-                p_merges = prev(merge).rows_ref(0)
-                yield Formula(self.band(self.counts, k), f"{p_count}-SUM({p_merges})", Style.INTEGER)
-                yield Formula(self.band(sym, k), f"IF({j}>{count},-1,INDEX({prev(emit).rows_ref(0)},"
-                                                 f"MATCH({j},{prev(out).rows_ref(0)},0)))", Style.INTEGER)
+                before = {b.name: self.band(b, k - 1) for b in (self.counts, merges, slots, emits)}
+                yield Formula(self.band(self.counts, k), f"{before['bpe_counts'].cell(0, 0)}-"
+                                                         f"SUM({before['bpe_merges'].rows_ref(0)})", Style.INTEGER)
+                yield Formula(self.band(sym, k), f"IF({j}>{count},-1,INDEX({before['bpe_emits'].rows_ref(0)},"
+                                                 f"MATCH({j},{before['bpe_out_slots'].rows_ref(0)},0)))", Style.INTEGER)
             right = self.band(sym, k).cell(0, 1)
             yield Formula(self.band(self.text, k), f"IF({at['s']}<0,\"\",INDEX(vocab_text,{at['s']}+1))",
                           Style.DEFAULT, shows=Shown(f"bpe_text_{k}", self._texts(k)))
-            yield Formula(self.band(k_, k), f"IF({j}<{count},{at['s']}*{V}+{right},-1)", Style.INTEGER)
-            yield Formula(self.band(rows_, k), f"MATCH({at['key']},merge_keys,1)", Style.INTEGER)
-            yield Formula(self.band(rank, k), f"IF(INDEX(merge_keys,{at['row']})={at['key']},"
+            yield Formula(self.band(keys, k), f"IF({j}<{count},{at['s']}*{V}+{right},-1)", Style.INTEGER)
+            yield Formula(self.band(key_rows, k), f"MATCH({at['key']},merge_keys,1)", Style.INTEGER)
+            yield Formula(self.band(ranks, k), f"IF(INDEX(merge_keys,{at['row']})={at['key']},"
                                               f"INDEX(merge_ranks,{at['row']}),{none})", Style.INTEGER)
-            yield Formula(self.band(self.best, k), f"MIN({self.band(rank, k).rows_ref(0)})", Style.INTEGER)
-            yield Formula(self.band(merge, k, 0, 1), f"IF(AND({at['r']}={best},{best}<{none}),1,0)", Style.INTEGER)
+            yield Formula(self.band(self.best, k), f"MIN({self.band(ranks, k).rows_ref(0)})", Style.INTEGER)
+            yield Formula(self.band(merges, k, 0, 1), f"IF(AND({at['r']}={best},{best}<{none}),1,0)", Style.INTEGER)
             for jj in range(1, W):  # one column at a time: each reads the one before
-                m = self.band(merge, k, jj, 1)
-                yield Formula(m, f"IF(AND({self.band(rank, k).cell(0, jj)}={best},{best}<{none},"
-                                 f"{self.band(merge, k).cell(0, jj - 1)}=0),1,0)", Style.INTEGER)
-            m0 = self.band(merge, k).cell(0, 0, abs_col=True)
-            yield Formula(self.band(out, k), f"{j}-SUM({m0}:{at['m']})+{at['m']}", Style.INTEGER)
-            yield Formula(self.band(emit, k), f"IF({at['m']}=1,INDEX(merge_ids,{at['row']}),{at['s']})",
+                yield Formula(self.band(merges, k, jj, 1), f"IF(AND({self.band(ranks, k).cell(0, jj)}={best},"
+                              f"{best}<{none},{self.band(merges, k).cell(0, jj - 1)}=0),1,0)", Style.INTEGER)
+            m0 = self.band(merges, k).cell(0, 0, abs_col=True)
+            yield Formula(self.band(slots, k), f"{j}-SUM({m0}:{at['m']})+{at['m']}", Style.INTEGER)
+            yield Formula(self.band(emits, k), f"IF({at['m']}=1,INDEX(merge_ids,{at['row']}),{at['s']})",
                           Style.INTEGER)
 
     def _texts(self, k: int):

@@ -175,7 +175,10 @@ def _shared_groups(sheet: str, tree, refs, rows, cols, mrow, mcol, text, where) 
     if not refs:
         return [Group(sheet, rows, cols, tree, [], [], [], [], source=text)]
     shape_key = np.stack(hs + ws, axis=1)
-    keys, inverse = np.unique(shape_key, axis=0, return_inverse=True)
+    if (shape_key == shape_key[0]).all():  # the usual case, and sorting big groups is slow
+        keys, inverse = shape_key[:1], np.zeros(len(rows), np.int64)
+    else:
+        keys, inverse = np.unique(shape_key, axis=0, return_inverse=True)
     out = []
     for k, key in enumerate(keys):
         sel = np.flatnonzero(inverse.ravel() == k)

@@ -5,6 +5,7 @@ Precedence follows Excel: comparison < & < + - < * / < ^ < prefix - + < postfix 
 """
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
 
@@ -129,6 +130,7 @@ def _paren_depth(text: str) -> int:
     return deepest
 
 
+@functools.lru_cache(maxsize=1 << 18)  # the compiler and the lint parse the same texts; trees are immutable
 def parse(formula: str) -> object:
     """Parse formula text (with or without the leading '=') into a tree."""
     text = formula if formula.startswith("=") else "=" + formula

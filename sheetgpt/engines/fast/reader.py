@@ -249,6 +249,9 @@ class _SheetBuilder:
         self.simple_sep = b"</" + prefix + b"v></" + prefix + b"c><" + prefix + b"c><" + prefix + b"v>"
         self.simple_tail = b"</" + prefix + b"v></" + prefix + b"c>"
         self.f_re = re.compile(rb"<" + p + rb"f(\s[^>]*?)?(?:/>|>(.*?)</" + p + rb"f>)", re.S)
+        # a shared formula's other cells exactly as sheetgpt writes them: read by one regex
+        self.follower_re = re.compile(rb'<' + p + rb'c r="([A-Z]{1,3})([0-9]+)"(?: s="[0-9]+")?><' + p
+                                      + rb'f t="shared" si="([0-9]+)"/></' + p + rb'c>')
         self.v_re = re.compile(rb"<" + p + rb"v>(.*?)</" + p + rb"v>", re.S)
         self.t_re = re.compile(rb"<" + p + rb"t(?:\s[^>]*)?>(.*?)</" + p + rb"t>", re.S)
         self.rph_re = re.compile(rb"<" + p + rb"rPh\b.*?</" + p + rb"rPh>", re.S)
@@ -453,6 +456,13 @@ class _SheetBuilder:
             self.max_col = max(self.max_col, c0 + n - 1)
 
     def _general_row(self, body: bytes) -> None:
+        followers = None
+        if b'si="' in body and not self.cached:
+            n_cells = body.count(self.c_open + b" ") + body.count(self.c_open + b">")
+            if body.count(self.c_open + b' r="') == n_cells:  # every cell names itself: taking some out is safe
+                followers = self.follower_re.findall(body)
+                if followers:
+                    body = self.follower_re.sub(b"", body)
         col = -1
         for m in self.cell_re.finditer(body):
             attrs = dict(_ATTR.findall(m.group(1) or b""))
@@ -497,6 +507,25 @@ class _SheetBuilder:
                 else:
                     raise FileError(f"sheet {self.name!r}: cell type {kind_attr.decode(errors='replace')!r} "
                                     "is not supported (dates in ISO form?)")
+
+        if followers:
+            self._followers(followers)
+
+    def _followers(self, followers: list[tuple[bytes, bytes, bytes]]) -> None:
+        """Cells of shared formulas whose master came first (in this row or above)."""
+        row, here = self.row, str(self.row + 1).encode()
+        groups, widest = self.shared, -1
+        for letters, r, si in followers:
+            if r != here:
+                raise FileError(f"sheet {self.name!r}: cell {(letters + r).decode()} is outside its row")
+            group = groups.get(si.decode())
+            if group is None:
+                raise FileError(f"sheet {self.name!r}: shared formula {si.decode()} is used before it is defined")
+            col = _column_of(letters)
+            group.rows.append(row)
+            group.cols.append(col)
+            widest = max(widest, col)
+        self.max_row, self.max_col = max(self.max_row, row), max(self.max_col, widest)
 
     def _cell(self, col: int, kind: int, value: object) -> None:
         self.cells.append((self.row, col, kind, value))
@@ -549,6 +578,12 @@ class _SheetBuilder:
             else:
                 text[(r, c)] = v
         return Sheet(self.name, num, kind, text, self.formulas, self.shared, self.array_formulas)
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _column_of(letters: bytes) -> int:
+    """0-based column of A1-style letters."""
+    return col_number(letters.decode()) - 1
 
 
 def _find_all(data: bytes, needle: bytes) -> np.ndarray:
