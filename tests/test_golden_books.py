@@ -4,11 +4,14 @@ digest changes only when the workbook's content does: update it in the same comm
 deliberate change to what the builder writes, and say why there.
 
 Changes since: r= on every cell by default and the vocabulary softmax as a SUM of per-cell
-exps (issue #12: Gnumeric and IronCalc compute such books right)."""
+exps (issue #12: Gnumeric and IronCalc compute such books right). Since issue #14 the
+digests are of the parts' uncompressed bytes, not of the file: ISA-L's deflate replaced
+zlib's (the zlib-packed files still had the recorded file digests at that commit)."""
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -22,31 +25,44 @@ LONG_PROMPT = ("To be, or not to be, that is the question: whether 'tis nobler i
                "the slings and arrows of outrageous fortune, or to take arms against a sea of troubles "
                "and by opposing end them. 1234 + 5678 = 6912!\n\tDone.")
 
-# (model fixture, prompt) -> SHA-256 of the .xlsx
+# (model fixture and options, prompt) -> SHA-256 of the book's parts (see digest)
 DIGESTS = {
     ("tiny", "short"):
-        "091444eededcec7ba2a49e0a4a64c8c949e8880c1cf21a4142ce0fae75d0a959",
+        "e1546d7048da1a301f8e16c922005e8f6b0b4137fc6a01763a9015d838ddc7f9",
     ("tiny", "long"):
-        "7fc482bfe6d7f13ef0c57c6c94955e25ba6efa97aa0d0900fa6c3714dd7ddaa1",
+        "07469e38d442010f71120d58411de375788c09322d35672569d8f6387be4d718",
     ("small_dir", "short"):
-        "89a3217b111a10a83df9274c18a626d69233f0f951bc0b52ddd8aa5465eeec6b",
+        "677f16b2a339081f82fb6c48c2f66a7e674a540899be4fe5af09ea2f4a2537d0",
     ("small_dir", "long"):
-        "86f3e3f913313cb185494ba65bcee0f273a3196e1ff2727926fd1c249e759772",
+        "4297a7e2b07299af47edeb9411b056be177d64944c6a9b2cadf055d3a19a3822",
     ("hf_dir", "short"):
-        "1c72697449701b88e4d6a8847b6247bb89a255b69818963dcca30b27ab0c580d",
+        "04b8477c66c830f74cdc22e3a24505d2a66a55f605ead755fefdb51e63555bae",
     ("tiny-compact", "short"):
-        "2a32c4678438840e2a8f30c2ce0a79cedf7edecbbb8bff4de55b45e77ff1d3d5",
+        "3e4f94ce98e30955464d529529b487a6e839108a222f53122fc637da982d73b1",
     ("hf_dir", "long"):
-        "36eed5a3c8af14047c3bdeaada12753e1452b3e8b25402adb1f3e649e870fdc8",
+        "fc3a612f72ff90da3c7af18cc572a63c331cbc76582d376740a423eef5a3caef",
+    ("tiny-typed", "short"):
+        "759ed27c25e2c9a6c3d803749017e9dc64528425e4ad70cc828b027fc174e052",
 }
 SLOW_DIGESTS = {("small-random", "short"):
-        "09d0c866198aa0e9bb138bbf23db36cd81c9c57c59d71d525ea970a2ab00ea60"}
+        "05d271fc149673919b2513baba27b710386ac33e63cfd59a8c0d1f9fabc88eab"}
 PROMPTS = {"short": {"tiny": TINY_PROMPT, "small_dir": SMALL_PROMPT, "hf_dir": TINY_PROMPT,
                      "small-random": TINY_PROMPT},
            "long": {"tiny": LONG_PROMPT, "small_dir": "The sheet is the sheet is", "hf_dir": LONG_PROMPT[:90]}}
 
 
 def digest(path: Path) -> str:
+    """SHA-256 of what the book holds: every part's name and uncompressed bytes, in the
+    file's order (the deflate that packs them is not the book: see test_deterministic)."""
+    h = hashlib.sha256()
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            h.update(info.filename.encode() + b"\0" + str(info.date_time).encode() + b"\0")
+            h.update(z.read(info))
+    return h.hexdigest()
+
+
+def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -58,11 +74,26 @@ def _model(kind: str, request: pytest.FixtureRequest):
     return dataclasses.replace(load_model(str(directory)), name=f"{kind}-golden")
 
 
+def _build(kind: str, length: str, request, out: Path) -> Path:
+    model, _, option = kind.rpartition("-") if kind.endswith(("-compact", "-typed")) else (kind, "", "")
+    build_workbook(_model(model, request), PROMPTS[length][model], out, progress=False, compact=option == "compact",
+                   typed_prompt=option == "typed")
+    return out
+
+
 def _build_digest(kind: str, length: str, request, tmp_path: Path) -> str:
-    out = tmp_path / "book.xlsx"
-    model, compact = kind.removesuffix("-compact"), kind.endswith("-compact")
-    build_workbook(_model(model, request), PROMPTS[length][model], out, progress=False, compact=compact)
-    return digest(out)
+    return digest(_build(kind, length, request, tmp_path / "book.xlsx"))
+
+
+@pytest.mark.parametrize("fast_deflate", [True, False])
+def test_deterministic(fast_deflate: bool, request, tmp_path: Path, monkeypatch) -> None:
+    """The same model, prompt and options give a byte-identical file, whichever deflate packs it."""
+    import sheetgpt.xlsx
+    if not fast_deflate:
+        monkeypatch.setattr(sheetgpt.xlsx, "_FAST_DEFLATE", None)
+    a, b = (_build("tiny", "short", request, tmp_path / f"{k}.xlsx") for k in "ab")
+    assert file_digest(a) == file_digest(b)
+    assert digest(a) == DIGESTS["tiny", "short"]
 
 
 @pytest.mark.parametrize("kind,length", list(DIGESTS))
