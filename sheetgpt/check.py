@@ -65,7 +65,7 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
             inputs.append(msg)
             first = first or where
     if model is not None:
-        for compare in (_compare_weights, _compare_vocabulary):
+        for compare in (_compare_weights, _compare_vocabulary, _compare_merges):
             msg, where = compare(book, model)
             inputs.append(msg)
             first = first or where
@@ -141,6 +141,25 @@ def _compare_vocabulary(book: BookContents, model: LoadedModel) -> tuple[str, di
                 return (f"vocabulary entry {i} at {blk.sheet}!{cell} is {got!r}, model {model.name} has {want!r}",
                         {"step": "vocab", "sheet": blk.sheet, "cell": cell})
     return f"the vocabulary is exactly model {model.name}'s ({blk.n_rows:,} tokens)", None
+
+
+def _compare_merges(book: BookContents, model: LoadedModel) -> tuple[str, dict | None]:
+    """A typed-prompt book's tokenizer tables must be the model's tokenizer's."""
+    if not book.layout.typed_prompt:
+        return "no merge table (fixed token ids)", None
+    blk, tok = book.layout.blocks["merge_keys"], model.tokenizer
+    ours, theirs = book.merge_table(), tok.merge_table()
+    if ours != theirs:
+        k = next((k for k, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+        return (f"the merge of rank {k} is {ours[k] if k < len(ours) else None} in the workbook, "
+                f"{theirs[k] if k < len(theirs) else None} in model {model.name} (left, right, merged id, rank)",
+                {"step": "merges", "sheet": blk.sheet, "cell": None})
+    bytes_blk = book.layout.blocks["byte_ids"]
+    for b in range(bytes_blk.n_rows):
+        if book.byte_id(b) != tok.byte_id(b):
+            return (f"byte {b}'s token is {book.byte_id(b)} in the workbook, {tok.byte_id(b)} in model {model.name}",
+                    {"step": "merges", "sheet": bytes_blk.sheet, "cell": bytes_blk.cell(b, 0)})
+    return f"the merge table is exactly model {model.name}'s ({len(theirs):,} merges)", None
 
 
 def _compare_prompt(book: BookContents, prompt: str, tokenizer) -> tuple[str, dict | None]:
