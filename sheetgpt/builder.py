@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+import regex
 
 from .a1 import box, quote_sheet
 from .errors import UserError
@@ -21,6 +22,8 @@ from .parallel import WeightFormatter, default_workers
 from .progress import Progress
 from .steps.base import BuildInputs, CellFormulas, Cells, Constants, Formula
 from .steps.guide import GUIDE_SHEET
+from .steps.prompt import chars_capacity, is_tokenizer, readable, status_message
+from .tokenizer import GPT2_PATTERN
 from .xlsx import (SheetOptions, Style, WorkbookWriter, formula_cell, number_cells, row_xml, shared_formula_cells,
                    shared_formula_master, string_cell)
 
@@ -88,9 +91,6 @@ def plan_book(model: LoadedModel, prompt: str, architecture: Callable | None = N
 
 def sheet_reading(model: LoadedModel, prompt: str, positions: int) -> str:
     """What a typed-prompt book's tokenizer says of this prompt ("OK: ..." when it reads it)."""
-    from .steps.prompt import chars_capacity, readable, status_message
-    from .tokenizer import GPT2_PATTERN
-    import regex
     words = regex.findall(GPT2_PATTERN, readable(prompt, chars_capacity(positions)))
     tok = model.tokenizer
     if any(tok.byte_id(ord(ch)) is None for ch in set(prompt) if ord(ch) < 128):
@@ -131,7 +131,6 @@ def write_book(plan: BookPlan, path: str | Path, progress: bool | None = None, w
                     wb.define_name(block.name, block.ref())
     finally:
         formatter.close()
-    from .steps.prompt import is_tokenizer
     return BuildResult(Path(path), plan.ids, layout.n_cells(), sheets.n_formulas, layout.T, layout.typed_prompt,
                        layout.n_cells(is_tokenizer))
 

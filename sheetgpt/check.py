@@ -12,12 +12,12 @@ from .a1 import cell_name
 from .engines import CellOverride, EvaluatedBook
 from .builder import book_cells
 from .compare import StepResult, compare_block, compare_labels, compare_shown, foreign_formulas, shown_alike
+from .layout import Block
 from .lint import Finding, lint_book, to_json
 from .load import LoadedModel
-from .layout import Block
 from .readback import BookContents, load_book, prompt_cell, read_defined_names
-from .tokenizer import Tokenizer
 from .reference import forward
+from .tokenizer import Tokenizer
 
 DEFAULT_TOL = 1e-9  # relative to the block's largest value: a few ulps of float64 accumulation
 
@@ -57,20 +57,18 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
     book = load_book(path, engine, progress, architecture, overrides, values)
     inputs: list[str] = [f"as if {o.sheet}!{cell_name(o.row, o.col)} held {o.shown}" for o in overrides]
     first: dict | None = None
-    if book.layout.typed_prompt:
-        status = book.values.value(*_cell_of(book.layout.blocks["prompt_status"]))
-        inputs.append(f"the prompt cell's tokenizer says: {status}")
-        if prompt is None:  # the sheet's ids must be the tokenizer's for the text it holds
-            msg, where = _compare_prompt(book, book.prompt or "", tokenizer or (model.tokenizer if model else None))
-            inputs.append(msg)
-            first = first or where
+    typed = book.layout.typed_prompt
     if model is not None:
-        for compare in (_compare_weights, _compare_vocabulary, _compare_merges):
+        for compare in (_compare_weights, _compare_vocabulary) + ((_compare_merges,) if typed else ()):
             msg, where = compare(book, model)
             inputs.append(msg)
             first = first or where
-    if prompt is not None:
-        msg, where = _compare_prompt(book, prompt, tokenizer or (model.tokenizer if model is not None else None))
+    if typed:
+        status = book.values.value(*_cell_of(book.layout.blocks["prompt_status"]))
+        inputs.append(f"the prompt cell's tokenizer says: {status}")
+    text = prompt if prompt is not None else (book.prompt or "") if typed else None
+    if text is not None:  # a typed prompt: the sheet's ids must be the Python tokenizer's for its text
+        msg, where = _compare_prompt(book, text, tokenizer or (model.tokenizer if model is not None else None))
         inputs.append(msg)
         first = first or where
     ref = forward(book.weights, book.ids, layout=book.layout, given=book.given())
@@ -145,8 +143,6 @@ def _compare_vocabulary(book: BookContents, model: LoadedModel) -> tuple[str, di
 
 def _compare_merges(book: BookContents, model: LoadedModel) -> tuple[str, dict | None]:
     """A typed-prompt book's tokenizer tables must be the model's tokenizer's."""
-    if not book.layout.typed_prompt:
-        return "no merge table (fixed token ids)", None
     blk, tok = book.layout.blocks["merge_keys"], model.tokenizer
     ours, theirs = book.merge_table(), tok.merge_table()
     if ours != theirs:

@@ -180,11 +180,13 @@ def _progress(args) -> bool | None:
 # -- commands ---------------------------------------------------------------------
 def _build(args) -> int:
     from .jobs import build
+    from .steps.guide import GUIDE_SHEET, PROMPT_ROW
 
     built = build(args.model, args.prompt, args.output, progress=False if args.quiet else None,
                   compact=args.compact, typed_prompt=not args.fixed, positions=args.positions)
     result = built.result
-    where = f" in {result.positions} positions (type any prompt into Guide!B5)" if result.typed_prompt else ""
+    where = (f" in {result.positions} positions (type any prompt into {GUIDE_SHEET}!B{PROMPT_ROW})"
+             if result.typed_prompt else "")
     tokenizer = f" ({result.tokenizer_cells:,} in the tokenizer)" if result.typed_prompt else ""
     print(f"wrote {result.path}: {len(result.ids)} tokens{where}, {result.n_cells:,} cells{tokenizer} of which "
           f"{result.n_formulas:,} formulas, {built.size / 1e6:.1f} MB (model {built.model.name}: "

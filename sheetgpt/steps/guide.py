@@ -23,10 +23,12 @@ HOW_TO = [
     "The number of tokens is fixed when the workbook is built: to use a longer prompt, build a new one "
     "with: sheetgpt build \"your prompt\".",
 ]
+FACTS_ROW = 3  # model, shape, prompt, tokens (and, with a typed prompt, the tokenizer's status)
+PROMPT_ROW, STATUS_ROW = FACTS_ROW + 2, FACTS_ROW + 4  # a typed prompt's cell and its status, in column B
 HOW_TO_TYPED = [
     "How to use it",
-    "1. Type any prompt into the yellow cell B5: the tokenizer sheets (tok_chars, tok_words, tok_bpe, tok_ids) "
-    "cut it into tokens, and every step after them recalculates. The cell below the count says if all went well.",
+    f"1. Type any prompt into the yellow cell B{PROMPT_ROW}: the tokenizer sheets (tok_chars, tok_words, tok_bpe, "
+    f"tok_ids) cut it into tokens, and every step after them recalculates. B{STATUS_ROW} says if all went well.",
     "2. Or type a token id of your own on the 'tokens' sheet (yellow column): it replaces the tokenizer's there.",
     "3. Or change any weight on a weight sheet (named after the GPT-2 parameter it holds, e.g. h.0.attn.c_attn.weight).",
     "4. Follow the forward pass sheet by sheet with the map below: each sheet's first row says "
@@ -59,7 +61,7 @@ class Guide(Component):
         cfg, model, p = self.layout.cfg, inputs.model, self.prediction
         about = f"{model.name}: {model.about}"
         yield _text(1, 1, "GPT-2 as a spreadsheet: every weight is a cell, every step a formula", Style.TITLE)
-        typed = self.layout.n_tokens
+        typed = self.layout.typed_prompt
         facts = [("Model", about),
                  ("Shape", f"{cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, vocabulary "
                            f"{cfg.vocab_size}, context {cfg.n_ctx}; {model.weights.n_params:,} weights"),
@@ -67,10 +69,10 @@ class Guide(Component):
                  ("Tokens", None if typed else len(inputs.ids))]
         if typed:
             facts.append(("Tokenizer", None))  # the prompt, its token count and status are the tokenizer's
-            yield CellFormulas(Block("", GUIDE_SHEET, 6, 2, 1, 1), [[f"n_tokens&\" of {self.layout.T} positions\""]],
+            yield CellFormulas(Block("", GUIDE_SHEET, PROMPT_ROW + 1, 2, 1, 1), [[f"n_tokens&\" of {self.layout.T} positions\""]],
                                Style.DEFAULT, Shown("guide_n_tokens", lambda v, vocab: [
                                    f"{int(v['n_tokens'][0, 0])} of {self.layout.T} positions"]))
-        for r, (key, value) in enumerate(facts, 3):
+        for r, (key, value) in enumerate(facts, FACTS_ROW):
             yield _text(r, 1, key, Style.HEADER)
             if value is not None:
                 yield _text(r, 2, value)

@@ -28,8 +28,9 @@ from ..a1 import quote_sheet
 from ..layout import FIRST_ROW, Block, Layout, Sheet
 from ..tokenizer import GPT2_PATTERN
 from ..xlsx import Style
-from .base import BuildInputs, Cells, CellFormulas, Component, Constants, Formula, Shown, Values, column, header, \
+from .base import BuildInputs, Cells, Component, Constants, Formula, Shown, Values, column, header, \
     labels_column
+from .guide import PROMPT_ROW, STATUS_ROW
 
 WORD_SLOTS = 20  # bytes a word may have: the merge grid's width (and its rounds)
 N_CODES = 128  # the byte table covers ASCII
@@ -150,7 +151,7 @@ a word starts where the previous one ended.</p>
     def __init__(self, layout: Layout, guide: Sheet):
         super().__init__(layout)
         C = self.capacity = chars_capacity(layout.T)
-        self.prompt = self.add_block("prompt", 1, 1, sheet=guide, row=5, col=2, step=False)
+        self.prompt = self.add_block("prompt", 1, 1, sheet=guide, row=PROMPT_ROW, col=2, step=False)
         self.add_sheet("tok_chars", f"Tokenizer 1: the prompt's characters, their classes and where "
                                             f"each word starts [{C} characters]")
         names = ["chars", "char_codes", "char_classes", "char_groups", "char_runs", "match_lengths",
@@ -479,7 +480,7 @@ their own over any of them.</p>
         self.needed = self.add_block("prompt_token_count", 1, 1, row=3, col=11, note="Tokens the prompt needs.")
         self.n_tokens = self.add_block("n_tokens", 1, 1, row=4, col=11, note=f"Positions it fills (at most {T}): "
                                        "the prediction reads the last of them.")
-        self.status = self.add_block("prompt_status", 1, 1, sheet=guide, row=7, col=2, step=False)
+        self.status = self.add_block("prompt_status", 1, 1, sheet=guide, row=STATUS_ROW, col=2, step=False)
         layout.n_tokens = self.n_tokens
         self.read(bpe.symbols, bpe.counts)
 
