@@ -42,7 +42,7 @@ DIGESTS = {
     ("hf_dir", "long"):
         "fc3a612f72ff90da3c7af18cc572a63c331cbc76582d376740a423eef5a3caef",
     ("tiny-typed", "short"):
-        "759ed27c25e2c9a6c3d803749017e9dc64528425e4ad70cc828b027fc174e052",
+        "0ed2c38d37ba6efef231b1df78b37a788199d36a7a7488599ac8a3b401b59ca6",
 }
 SLOW_DIGESTS = {("small-random", "short"):
         "05d271fc149673919b2513baba27b710386ac33e63cfd59a8c0d1f9fabc88eab"}
