@@ -2,6 +2,7 @@
 the weights and token ids found in it, and compare every step."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -197,8 +198,9 @@ def check_prompts(path: str | Path, prompts: Iterable[str], model: LoadedModel |
     from .engines.fast import Recalculation
     recalc = Recalculation(path)
     tokenizer = model.tokenizer if model is not None else None
+    cell = prompt_cell(path, "")
     for text in prompts:
-        values = recalc.run([prompt_cell(path, text)])
+        values = recalc.run([dataclasses.replace(cell, value=text)])
         if tokenizer is None:
             tokenizer = book_tokenizer(load_book(path, values=values))
         yield check_workbook(path, model, text, tol, values=values, tokenizer=tokenizer)

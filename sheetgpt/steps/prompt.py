@@ -270,7 +270,6 @@ its text. Every word is tokenized on its own: no token ever spans two words.</p>
     def __init__(self, layout: Layout, chars: PromptChars):
         super().__init__(layout)
         NW = self.n_rows = layout.T
-        self.chars = chars
         self.add_sheet("tok_words", f"Tokenizer 2: the words of the prompt, where each starts and how long it is "
                                     f"[{NW} words]")
         self.starts = self.add_block("word_first_chars", NW, 1, note="MATCH finds the word's first character.")
