@@ -16,7 +16,7 @@ import regex
 
 from .a1 import box, quote_sheet
 from .errors import UserError
-from .layout import FIRST_COL, FIRST_ROW, Block, Layout, Sheet
+from .layout import FIRST_COL, FIRST_ROW, Block, BookOptions, Layout, Sheet
 from .load import LoadedModel
 from .parallel import WeightFormatter, default_workers
 from .progress import Progress
@@ -61,12 +61,15 @@ class BookPlan:
 
 
 def plan_book(model: LoadedModel, prompt: str, architecture: Callable | None = None,
-              compact: bool = False, typed_prompt: bool = False, positions: int | None = None) -> BookPlan:
+              compact: bool = False, typed_prompt: bool = False, positions: int | None = None,
+              options: BookOptions = BookOptions(), controls: dict[str, np.ndarray] | None = None) -> BookPlan:
     """Tokenize `prompt` and lay out the workbook; one clear error for input it cannot hold.
 
     typed_prompt: the prompt is a cell the learner edits, tokenized by formulas, in a book
-    of `positions` token positions (default: DEFAULT_POSITIONS, or the prompt's length).
-    Otherwise the token ids are the input cells, one per token of the prompt."""
+    of `positions` token positions (default: DEFAULT_POSITIONS, or the prompt's length plus
+    the generated tokens). Otherwise the token ids are the input cells, one per token of
+    the prompt. options: generation and the logit lens; controls: the controls' cells
+    where they are not plain GPT-2's (a steering vector)."""
     if not prompt:
         raise UserError("the prompt is empty: give some text, e.g. sheetgpt build \"Hello, my name is\"")
     ids = model.tokenizer.encode(prompt)
@@ -76,17 +79,23 @@ def plan_book(model: LoadedModel, prompt: str, architecture: Callable | None = N
     for name, arr in model.weights.params.items():
         if not np.isfinite(arr).all():
             raise UserError(f"weight {name} holds NaN or infinity, which a spreadsheet cannot store")
+    K = options.generate
+    if K < 0:
+        raise UserError(f"--generate {K}: give 0 or more tokens to generate")
+    if K and not typed_prompt:
+        raise UserError("--generate needs a book with a typed prompt (leave out --fixed)")
     if not typed_prompt:
         if positions is not None and positions != len(ids):
             raise UserError(f"--positions {positions}: a book with fixed token ids has one position per token of "
                             f"the prompt ({len(ids)})")
-        return BookPlan(BuildInputs(model, prompt, ids), Layout(cfg, len(ids), architecture), compact)
-    T = positions if positions is not None else min(cfg.n_ctx, max(DEFAULT_POSITIONS, len(ids)))
-    if not len(ids) <= T <= cfg.n_ctx:
-        raise UserError(f"--positions {T}: give {len(ids)} (the prompt's tokens) to {cfg.n_ctx} (the model's "
-                        "context)")
-    layout = Layout(cfg, T, architecture, n_merges=len(model.tokenizer.merge_table()))
-    return BookPlan(BuildInputs(model, prompt, ids), layout, compact)
+        layout = Layout(cfg, len(ids), architecture, options=options)
+        return BookPlan(BuildInputs(model, prompt, ids, controls=controls), layout, compact)
+    T = positions if positions is not None else min(cfg.n_ctx, max(DEFAULT_POSITIONS, len(ids) + K))
+    if not len(ids) + K <= T <= cfg.n_ctx:
+        what = "the prompt's tokens" + (f" + {K} generated" if K else "")
+        raise UserError(f"--positions {T}: give {len(ids) + K} ({what}) to {cfg.n_ctx} (the model's context)")
+    layout = Layout(cfg, T, architecture, n_merges=len(model.tokenizer.merge_table()), options=options)
+    return BookPlan(BuildInputs(model, prompt, ids, controls=controls), layout, compact)
 
 
 def sheet_reading(model: LoadedModel, prompt: str, positions: int) -> str:
@@ -101,7 +110,8 @@ def sheet_reading(model: LoadedModel, prompt: str, positions: int) -> str:
 def build_workbook(model: LoadedModel, prompt: str, path: str | Path, progress: bool | None = None,
                    workers: int | None = None, compresslevel: int = COMPRESS_LEVEL,
                    architecture: Callable | None = None, compact: bool = False, typed_prompt: bool = False,
-                   positions: int | None = None) -> BuildResult:
+                   positions: int | None = None, options: BookOptions = BookOptions(),
+                   controls: dict[str, np.ndarray] | None = None) -> BuildResult:
     """Tokenize `prompt` and write the workbook for `model` to `path` (atomically).
 
     workers: processes formatting weight sheets (None: one per core for big models).
@@ -109,7 +119,7 @@ def build_workbook(model: LoadedModel, prompt: str, path: str | Path, progress: 
     cannot read such files).
     typed_prompt, positions: see plan_book.
     """
-    plan = plan_book(model, prompt, architecture, compact, typed_prompt, positions)
+    plan = plan_book(model, prompt, architecture, compact, typed_prompt, positions, options, controls)
     return write_book(plan, path, progress, workers, compresslevel)
 
 

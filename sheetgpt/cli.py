@@ -95,6 +95,21 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--compact", action="store_true",
                    help="omit the optional cell addresses (r=) where cells follow on: about 30%% smaller; "
                         "Excel, LibreOffice and sheetgpt read such files, Gnumeric and IronCalc do not")
+    b.add_argument("--generate", "-g", type=int, default=0, metavar="K",
+                   help="the book writes K tokens after the prompt, each its own greedy choice (default 0); "
+                        "each costs one more position and one unembedding")
+    b.add_argument("--lens", action=argparse.BooleanOptionalAction, default=None,
+                   help="the logit lens: each layer's prediction for the last position (default: on for models "
+                        "smaller than GPT-2 small; costs one unembedding per layer)")
+    b.add_argument("--steer", nargs=2, metavar=("TOWARDS", "AWAY"),
+                   help="a steering vector from the model itself: TOWARDS's residual stream minus AWAY's "
+                        "(mean over positions) entering --steer-layer; its coefficient stays 0 unless --steer-coef")
+    b.add_argument("--steer-vector", type=Path, metavar="FILE.npy", help="a steering vector from a file "
+                                                                          "(the model's width of numbers)")
+    b.add_argument("--steer-layer", type=int, default=0, metavar="L",
+                   help="the layer whose input the steering vector is added to (default 0; n_layer: after the last)")
+    b.add_argument("--steer-coef", type=float, default=0.0, metavar="C",
+                   help="the steering coefficient (default 0: the vector is there, not yet applied)")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     b.set_defaults(run=_build)
 
@@ -179,11 +194,14 @@ def _progress(args) -> bool | None:
 
 # -- commands ---------------------------------------------------------------------
 def _build(args) -> int:
-    from .jobs import build
+    from .jobs import Steering, build
     from .steps.guide import GUIDE_SHEET, PROMPT_ROW
 
+    steering = Steering(tuple(args.steer) if args.steer else None, args.steer_vector, args.steer_layer,
+                        args.steer_coef)
     built = build(args.model, args.prompt, args.output, progress=False if args.quiet else None,
-                  compact=args.compact, typed_prompt=not args.fixed, positions=args.positions)
+                  compact=args.compact, typed_prompt=not args.fixed, positions=args.positions,
+                  generate=args.generate, lens=args.lens, steering=steering)
     result = built.result
     where = (f" in {result.positions} positions (type any prompt into {GUIDE_SHEET}!B{PROMPT_ROW})"
              if result.typed_prompt else "")

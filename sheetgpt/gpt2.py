@@ -8,9 +8,12 @@ from .layout import Block, Layout
 from .steps.attention import (QKV, AttentionProjection, AttentionResidual, AttentionWeights, KeysT, MixValues,
                               Scores, Softmax)
 from .steps.base import Component
+from .steps.controls import Controls
 from .steps.embedding import AddPositions, TokenEmbedding
+from .steps.generate import Generation, NextTokenLogits
 from .steps.guide import Guide
 from .steps.layer_norm import LayerNorm
+from .steps.lens import logit_lens
 from .steps.metadata import Metadata
 from .steps.mlp import Gelu, MlpDown, MlpResidual, MlpUp
 from .steps.prediction import Prediction
@@ -34,18 +37,18 @@ class Inputs:
 def gpt2(layout: Layout) -> list[Component]:
     """Every component of a GPT-2 workbook, in forward order."""
     inputs, parts = embedding(layout)
-    x = parts[-1].out
+    outputs = [parts[-1].out]  # the residual stream entering each layer, then leaving the last
     for i in range(layout.cfg.n_layer):
-        parts += transformer_block(layout, i, x, inputs.weights)
-        x = parts[-1].out
-    return parts + output(layout, x, inputs)
+        parts += transformer_block(layout, i, outputs[-1], inputs.weights)
+        outputs.append(parts[-1].out)
+    return parts + output(layout, outputs[1:], inputs)
 
 
 def embedding(layout: Layout) -> tuple[Inputs, list[Component]]:
-    """The inputs (with a typed prompt: tokenized in the sheet), then token ids to the
-    residual stream: the first components of the book."""
+    """The inputs and the controls (with a typed prompt: tokenized in the sheet), then token
+    ids to the residual stream: the first components of the book."""
     guide, w, vocab = Guide(layout), Weights(layout), Vocabulary(layout)
-    parts: list[Component] = [w, vocab]
+    parts: list[Component] = [w, vocab, Controls(layout)]
     prompt_ids = None
     if layout.typed_prompt:
         parts += tokenizer(layout, guide, vocab)
@@ -65,17 +68,29 @@ def tokenizer(layout: Layout, guide: Guide, vocab: Vocabulary) -> list[Component
     return [tables, chars, words, bpe, PromptIds(layout, words, bpe, guide.sheet)]
 
 
-def output(layout: Layout, x: Block, inputs: Inputs) -> list[Component]:
-    """The final stream to a prediction, then the Guide and the metadata."""
+def output(layout: Layout, outputs: list[Block], inputs: Inputs) -> list[Component]:
+    """The final stream (the last of the layers' outputs) to a prediction; generation and
+    the logit lens if the book has them; then the Guide and the metadata."""
     w, vocab = inputs.weights, inputs.vocab
-    ln_f = LayerNorm(layout, "ln_f", "ln_f", "Final layer norm", x, w["ln_f.weight"], w["ln_f.bias"],
+    ln_f = LayerNorm(layout, "ln_f", "ln_f", "Final layer norm", outputs[-1], w["ln_f.weight"], w["ln_f.bias"],
                      stage="output", kind="ln_f", short_title="Final layer norm",
                      purpose=f"This is the last one, after layer {layout.cfg.n_layer - 1}: its last row is what "
                              "the model predicts from.")
+    parts: list[Component] = [ln_f]
+    generation = None
+    if layout.options.generate:
+        next_logits = NextTokenLogits(layout, ln_f.out, w["wte.weight"], vocab.text)
+        generation = Generation(layout, next_logits, vocab.text)
+        inputs.tokens.generate_from(generation.next_ids)
+        parts += [next_logits, generation]
     logits = Logits(layout, ln_f.out, w["wte.weight"], vocab.text)
     prediction = Prediction(layout, logits, vocab.text)
-    inputs.guide.show(prediction)
-    return [ln_f, logits, prediction, inputs.guide, Metadata(layout)]
+    parts += [logits, prediction]
+    if layout.options.lens:
+        parts += logit_lens(layout, outputs, w["ln_f.weight"], w["ln_f.bias"], w["wte.weight"], vocab.text,
+                            prediction.top_ids)
+    inputs.guide.show(prediction, generation)
+    return parts + [inputs.guide, Metadata(layout)]
 
 
 def transformer_block(layout: Layout, i: int, x: Block, w: Weights) -> list[Component]:

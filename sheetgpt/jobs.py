@@ -13,10 +13,13 @@ import numpy as np
 from .builder import BuildResult, plan_book, sheet_reading, write_book
 from .engines import CellOverride
 from .errors import UserError
+from .layout import BookOptions
 from .load import DEFAULT_MODEL, LoadedModel, load_model
 from .readback import load_book
+from .steering import read_vector, steering_vector
 from .steps.prediction import softmax, top_k
 
+LENS_DEFAULT_MAX_PARAMS = 50_000_000
 BIG_BOOK_CELLS = 10_000_000  # say up front how big the file will be
 BYTES_PER_CELL = 6  # measured: a weight cell's XML, compressed
 
@@ -28,23 +31,59 @@ class Built:
     size: int  # bytes on disk
 
 
+@dataclass(frozen=True)
+class Steering:
+    """What build puts on the controls sheet's steering cells."""
+
+    texts: tuple[str, str] | None = None  # --steer "TOWARDS" "AWAY FROM"
+    vector_file: Path | None = None  # --steer-vector FILE.npy
+    layer: int = 0
+    coef: float = 0.0
+
+    def controls(self, model: LoadedModel) -> dict[str, np.ndarray]:
+        if self.texts and self.vector_file:
+            raise UserError("give --steer TEXT_A TEXT_B or --steer-vector FILE.npy, not both")
+        cfg = model.weights.config
+        if not 0 <= self.layer <= cfg.n_layer:
+            raise UserError(f"--steer-layer {self.layer}: give 0 to {cfg.n_layer}")
+        if not np.isfinite(self.coef):
+            raise UserError("--steer-coef must be a finite number")
+        out = {"steer_layer": np.array([[self.layer]], float), "steer_coef": np.array([[self.coef]], float)}
+        if self.texts:
+            out["steer_vector"] = steering_vector(model, *self.texts, self.layer)[None, :]
+        elif self.vector_file:
+            out["steer_vector"] = read_vector(self.vector_file, cfg.n_embd)[None, :]
+        return out
+
+
+def lens_by_default(model: LoadedModel) -> bool:
+    """The logit lens costs one unembedding per layer: on by default below GPT-2 small's size."""
+    return model.weights.n_params < LENS_DEFAULT_MAX_PARAMS
+
+
 def build(model_spec: str, prompt: str, out: Path | None = None, progress: bool | None = None,
-          compact: bool = False, typed_prompt: bool = True, positions: int | None = None) -> Built:
+          compact: bool = False, typed_prompt: bool = True, positions: int | None = None, generate: int = 0,
+          lens: bool | None = None, steering: Steering = Steering()) -> Built:
     """Load the model, tokenize and lay out once, then write the workbook atomically.
 
     typed_prompt: the prompt is a cell the sheet tokenizes; a prompt the sheet cannot read
-    (beyond ASCII, a word too long) gets a book of fixed token ids instead, with a notice."""
+    (beyond ASCII, a word too long) gets a book of fixed token ids instead, with a notice
+    (with generation, an error). generate: tokens the book writes after the prompt; lens:
+    the logit lens (None: on for models smaller than GPT-2 small)."""
     model = load_model(model_spec)
-    plan = plan_book(model, prompt, compact=compact, typed_prompt=typed_prompt, positions=positions)
+    options = BookOptions(generate, lens_by_default(model) if lens is None else lens)
+    controls = steering.controls(model)
+    plan = plan_book(model, prompt, compact=compact, typed_prompt=typed_prompt, positions=positions,
+                     options=options, controls=controls)
     if plan.layout.typed_prompt:
         reading = sheet_reading(model, prompt, plan.layout.T)
         if not reading.startswith("OK"):
-            if positions is not None:
+            if positions is not None or generate:
                 raise UserError(f"the sheet's tokenizer cannot read this prompt: {reading} (build without "
-                                "--positions for a book of fixed token ids)")
+                                "--positions and --generate for a book of fixed token ids)")
             print(f"sheetgpt: note: the sheet's tokenizer cannot read this prompt ({reading}); writing a book of "
                   "fixed token ids instead, as with --fixed", file=sys.stderr)
-            plan = plan_book(model, prompt, compact=compact)
+            plan = plan_book(model, prompt, compact=compact, options=options, controls=controls)
     out = out or Path("out") / f"sheetgpt-{_slug(model.name)}.xlsx"
     if out.suffix.lower() != ".xlsx":
         raise UserError(f"the output file must end in .xlsx, got {out}")

@@ -87,6 +87,14 @@ class Block:
         return self.row <= row < self.row + self.n_rows and self.col <= col < self.col + self.n_cols
 
 
+@dataclass(frozen=True)
+class BookOptions:
+    """What a book holds beyond the forward pass: generated positions and the logit lens."""
+
+    generate: int = 0  # positions after the prompt that take the book's own greedy choice
+    lens: bool = False  # the logit lens: every layer's output through ln_f and the unembedding
+
+
 @dataclass
 class Sheet:
     name: str
@@ -101,12 +109,14 @@ class Layout:
     positions and an architecture (a function that declares its components in order)."""
 
     def __init__(self, cfg: GPT2Config, n_tokens: int, architecture: Callable[["Layout"], Sequence["Component"]]
-                 | None = None, n_merges: int | None = None):
+                 | None = None, n_merges: int | None = None, options: BookOptions = BookOptions()):
         """n_merges: the tokenizer's merges, for a book whose prompt is typed in and tokenized
         by formulas (n_tokens is then its capacity); None: the token ids are typed in."""
         if not 1 <= n_tokens <= cfg.n_ctx:
             raise ValueError(f"need 1 to {cfg.n_ctx} tokens, got {n_tokens}")
-        self.cfg, self.T, self.n_merges = cfg, n_tokens, n_merges
+        if options.generate and n_merges is None:
+            raise ValueError("generation needs a typed prompt")
+        self.cfg, self.T, self.n_merges, self.options = cfg, n_tokens, n_merges, options
         self._sheets: list[Sheet] = []
         self._blocks: list[Block] = []
         self._steps: set[str] = set()
@@ -115,6 +125,8 @@ class Layout:
         self.position_text: Block | None = None  # the token text of each position (labels rows)
         self.position_shows = None  # what position_text shows (a steps.base.Shown)
         self.n_tokens: Block | None = None  # typed prompt: the positions the prompt fills
+        self.n_filled: Block | None = None  # typed prompt: the positions the prompt and generation fill
+        self.controls = None  # the controls every book has (a steps.controls.Controls)
         if architecture is None:
             from .gpt2 import gpt2 as architecture
         self.components: list[Component] = list(architecture(self))

@@ -14,10 +14,11 @@ import numpy as np
 from .a1 import AddressError, parse_range
 from .engines import CellOverride, CellValueError, EvaluatedBook, evaluate
 from .errors import UserError
-from .layout import Block, Layout
+from .layout import Block, BookOptions, Layout
 from .load import LoadedModel, describe
 from .model import GPT2Config, GPT2Weights, param_shapes
 from .steps.base import BuildInputs
+from .steps.controls import CONTROLS, defaults
 from .steps.metadata import META_SHEET, read_meta
 
 NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
@@ -77,18 +78,25 @@ class BookContents:
         v = self.values.value(b.sheet, b.row, b.col)
         return "" if v is None else str(v) if not isinstance(v, float) else f"{v:g}"
 
-    def given(self) -> dict[str, np.ndarray] | None:
-        """A typed-prompt book's inputs for the reference: the prompt text, the tokenizer's
-        tables and the override cells (NaN where empty)."""
-        if not self.layout.typed_prompt:
-            return None
-        out = {name: self[name] for name in ("byte_ids", "merge_keys", "merge_ranks", "merge_ids", "token_overrides")}
-        out["prompt"] = np.array([[self.prompt]], dtype=object)
+    def given(self) -> dict[str, np.ndarray]:
+        """The book's inputs for the reference besides weights and ids: the controls as the
+        book holds them; in a typed-prompt book also the prompt text, the tokenizer's tables
+        and the override cells (NaN where empty)."""
+        out = {name: self.numbers(self.layout.blocks[name], "control") for name in CONTROLS}
+        if self.layout.typed_prompt:
+            out |= {name: self[name] for name in ("byte_ids", "merge_keys", "merge_ranks", "merge_ids",
+                                                  "token_overrides")}
+            out["prompt"] = np.array([[self.prompt]], dtype=object)
         return out
+
+    def controls(self) -> dict[str, np.ndarray]:
+        """The controls' cells where they differ from plain GPT-2's (for building the same book)."""
+        given, plain = self.given(), defaults(self.layout)
+        return {k: given[k] for k in CONTROLS if not np.array_equal(given[k], plain[k])}
 
     def merge_table(self) -> list[tuple[int, int, int, int]]:
         """The merges as the book's table holds them: (left id, right id, merged id, rank)."""
-        V, g = self.layout.cfg.vocab_size, self.given() or {}
+        V, g = self.layout.cfg.vocab_size, self.given()
         rows = zip(*(g[n][1:, 0].astype(np.int64) for n in ("merge_keys", "merge_ranks", "merge_ids")))
         return sorted(((int(k) // V, int(k) % V, int(m), int(r)) for k, r, m in rows), key=lambda x: x[3])
 
@@ -103,7 +111,7 @@ class BookContents:
         overrides = None
         if self.layout.typed_prompt:
             overrides = [None if np.isnan(x) else x for x in self["token_overrides"][:, 0]]
-        return BuildInputs(model, str(self.meta.get("prompt", "")), self.ids, overrides)
+        return BuildInputs(model, str(self.meta.get("prompt", "")), self.ids, overrides, self.controls())
 
 
 def prompt_cell(path: str | Path, text: str) -> CellOverride:
@@ -147,7 +155,8 @@ def load_book(path: str | Path, engine: str = "fast", progress: bool | None = No
     meta = read_meta(values)
     try:
         n_merges = int(meta["n_merges"]) if "n_merges" in meta else None
-        layout = Layout(GPT2Config.from_dict(meta), int(meta["n_tokens"]), architecture, n_merges)
+        options = BookOptions(int(meta.get("generate") or 0), bool(meta.get("lens")))
+        layout = Layout(GPT2Config.from_dict(meta), int(meta["n_tokens"]), architecture, n_merges, options)
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{path}: the {META_SHEET} sheet is damaged ({e})") from None
     for name, block in layout.blocks.items():

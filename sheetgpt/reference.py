@@ -38,12 +38,20 @@ def forward(weights: GPT2Weights, ids: Sequence[int], architecture: Callable | N
     v = {block.name: np.asarray(weights[param], dtype=np.float64).reshape(block.shape)  # no copy if float64
          for param, block in layout.weights.items()}
     v[layout.blocks["tokens"].name] = ids.astype(np.float64)[:, None]  # [T, 1]
-    if layout.typed_prompt:
-        if given is None:
-            raise ValueError("a typed-prompt layout computes from its prompt: pass given=")
-        v.update(given)
-    for component in layout.components:
+    if layout.typed_prompt and (given is None or "prompt" not in given):
+        raise ValueError("a typed-prompt layout computes from its prompt: pass given=")
+    v.update(given or {})
+    components = layout.components
+    for component in components:
         component.compute(v)
+    if layout.options.generate:  # the generated ids feed the model again until they stop changing
+        start = next(k for k, c in enumerate(components) if c.kind == "tokens")  # the prompt is tokenized once
+        for _ in range(layout.options.generate):
+            before = v["tokens"].copy()
+            for component in components[start:]:
+                component.compute(v)
+            if np.array_equal(before, v["tokens"]):
+                break
     out = {name: v[name] for name in layout.steps}
     out.update((k, x) for k, x in v.items() if k.startswith("_") or k in (given or {}))
     return out

@@ -100,13 +100,13 @@ class EvaluatedBook(ABC):
 
     def numbers(self, sheet: str, row: int, col: int, n_rows: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
         """A rectangle as float64 (NaN where empty or not a number) and a mask of the cells
-        that hold something other than a number (an error value, text, a boolean)."""
+        that hold something other than a number (an error value, text but "", a boolean)."""
         out = np.full((n_rows, n_cols), np.nan)
         other = np.zeros((n_rows, n_cols), bool)
         for i in range(n_rows):
             for j in range(n_cols):
                 v = self.value(sheet, row + i, col + j)
-                if v is None:
+                if v is None or v == "":  # "": a formula's way of staying empty
                     continue
                 if isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
                     other[i, j] = True

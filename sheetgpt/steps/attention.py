@@ -211,7 +211,10 @@ Each cell is <code>MMULT</code> of one row of weights ({{ m.T }} numbers) by one
 of values.</p>
 <p>The {{ m.H }} heads' outputs, {{ m.dh }} columns each, are placed side by side, back to
 {{ m.D }} columns. This is the only kind of step in the whole model where information
-moves from one token to another.</p>
+moves from one token to another. Each row reads only the values of its own and earlier
+positions, so a later position (a generated token) never feeds an earlier one.</p>
+<p>Each head's output is multiplied by its switch on the <code>controls</code> sheet:
+type 0 there and the head is gone from the model.</p>
 """
 
     def __init__(self, layout: Layout, layer: int, probs: Block, qkv: Block):
@@ -219,26 +222,32 @@ moves from one token to another.</p>
         self.layer, self.probs, self.qkv = layer, probs, qkv
         T, D = layout.T, layout.cfg.n_embd
         sheet, name = layer_sheet(layer, self.kind)
-        self.add_sheet(sheet, f"Layer {layer}: attention output per head = weights @ values, heads side by side "
-                              f"[{T} x {D}]")
+        self.add_sheet(sheet, f"Layer {layer}: attention output per head = weights @ values, times the head's "
+                              f"switch; heads side by side [{T} x {D}]")
         self.out = self.add_block(name, T, D, note=(
-            "The attention output of one head: this position's attention weights (a row) times one column of the "
-            "values. The heads sit side by side."))
-        self.read(probs, qkv)
+            "The attention output of one head: this position's attention weights (a row, up to this position) "
+            "times one column of the values, times the head's switch on sheet controls. The heads sit side by "
+            "side."))
+        self.controls = layout.controls
+        self.read(probs, qkv, self.controls.switches)
 
     def compute(self, v: Values) -> None:
         H, (T, D) = self.probs.heads, self.out.shape
         probs = v[self.probs.name].reshape(H, T, T)  # [H, T, T]
         values = split_heads(v[self.qkv.name][:, 2 * D:], H)  # [H, T, dh]
-        v[self.out.name] = (probs @ values).transpose(1, 0, 2).reshape(T, D)  # [H, T, dh] -> [T, D]
+        switches = v[self.controls.switches.name][self.layer][:, None, None]  # [H, 1, 1]
+        v[self.out.name] = (probs @ values * switches).transpose(1, 0, 2).reshape(T, D)  # [H, T, dh] -> [T, D]
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         (T, D), H = self.out.shape, self.probs.heads
         dh = D // H
         for h in range(H):
-            w = self.probs.span(h * T, 0, h * T, T - 1, False, True)
-            values = self.qkv.span(0, 2 * D + h * dh, T - 1, 2 * D + h * dh, True, False)
-            yield Formula(self.out.part(col0=h * dh, n_cols=dh), f"MMULT({w},{values})")
+            switch = self.controls.switch_cell(self.layer, h)
+            for t in range(T):  # causal: row t reads the values of positions 0..t only
+                w = self.probs.span(h * T + t, 0, h * T + t, t, False, True)
+                values = self.qkv.span(0, 2 * D + h * dh, t, 2 * D + h * dh, True, False)
+                yield Formula(self.out.part(row0=t, n_rows=1, col0=h * dh, n_cols=dh),
+                              f"MMULT({w},{values})*{switch}")
         yield position_labels(self.layout, self.out)
         yield numbered_header(self.out)
 

@@ -35,6 +35,7 @@ class BuildInputs:
     prompt: str
     ids: Sequence[int]
     overrides: Sequence[int | None] | None = None  # typed prompt: ids written into the override cells
+    controls: dict[str, np.ndarray] | None = None  # the controls' cells where not at their defaults
 
 
 Vocab = Callable[[int], str]  # token id -> its text

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..layout import Block, Layout
 from .base import BuildInputs, Cells, Component, Formula, Values, numbered_header, position_labels
+from .controls import steering
 
 
 class TokenEmbedding(Component):
@@ -52,7 +53,8 @@ without help, <q>dog bites man</q> and <q>man bites dog</q> would look alike. So
 adds a second learned vector that depends only on the position: row <i>t</i> of
 <code>wpe</code> goes onto the token at position <i>t</i>.</p>
 <p>The sum, a table of {{ m.T }} &times; {{ m.D }} numbers, is the <em>residual
-stream</em>. Every layer reads it and adds its own contribution to it; at the end the
+stream</em> (plus the steering vector, when the steering layer on sheet
+<code>controls</code> is 0). Every layer reads it and adds its own contribution to it; at the end the
 last row of the stream decides the prediction.</p>
 <p>The map below squeezes each {{ m.D }}-number row to 2 numbers (PCA) so it can be
 drawn. In a trained GPT-2 a word that appears twice starts at one single point and is
@@ -67,13 +69,14 @@ only nudged by its two positions, so the two copies stay close together.</p>
         self.out = self.add_block("embed", T, D, note=(
             "The model's input x: token embedding plus the position embedding wpe of this position, so the "
             "same word at different places gets different vectors."))
-        self.read(embed_tok, wpe)
+        self.read(embed_tok, wpe, layout.controls.vector)
 
     def compute(self, v: Values) -> None:
         T = self.out.n_rows
-        v[self.out.name] = v[self.embed_tok.name] + v[self.wpe.name][:T]  # [T, D]
+        v[self.out.name] = v[self.embed_tok.name] + v[self.wpe.name][:T] + steering(v, 0)  # [T, D]
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
-        yield Formula(self.out, f"{self.embed_tok.at(0, 0)}+{self.wpe.at(0, 0)}")
+        steer = self.layout.controls.steering(self.out, 0)
+        yield Formula(self.out, f"{self.embed_tok.at(0, 0)}+{self.wpe.at(0, 0)}{steer}")
         yield position_labels(self.layout, self.out)
         yield numbered_header(self.out)

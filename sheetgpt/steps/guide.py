@@ -8,6 +8,7 @@ from ..a1 import quote_sheet
 from ..layout import Block, Layout
 from ..xlsx import SheetOptions, Style
 from .base import BuildInputs, CellFormulas, Cells, Component, Constants, Shown, column, token_texts
+from .generate import Generation, continuation
 from .prediction import Prediction
 
 GUIDE_SHEET = "Guide"
@@ -23,6 +24,8 @@ HOW_TO = [
     "The number of tokens is fixed when the workbook is built: to use a longer prompt, build a new one "
     "with: sheetgpt build \"your prompt\".",
 ]
+CONTROLS_LINE = ("On sheet 'controls': switch an attention head off (0) or down, push a steering vector into the "
+                 "residual stream (its coefficient), or change the prediction's temperature.")
 FACTS_ROW = 3  # model, shape, prompt, tokens (and, with a typed prompt, the tokenizer's status)
 PROMPT_ROW, STATUS_ROW = FACTS_ROW + 2, FACTS_ROW + 4  # a typed prompt's cell and its status, in column B
 HOW_TO_TYPED = [
@@ -36,7 +39,7 @@ HOW_TO_TYPED = [
     "The book holds a fixed number of token positions (the rest is padding): for a longer prompt, build one "
     "with: sheetgpt build \"your prompt\" --positions N.",
 ]
-PREDICTION_ROW, TOP_ROW, HOW_TO_ROW = 8, 10, 17
+PREDICTION_ROW, GENERATED_ROW, TOP_ROW, HOW_TO_ROW = 8, 9, 10, 17
 
 
 class Guide(Component):
@@ -46,13 +49,25 @@ class Guide(Component):
     def __init__(self, layout: Layout):
         super().__init__(layout)
         self.add_sheet(GUIDE_SHEET, "Start here: GPT-2 as a spreadsheet")
-        self.how_to = HOW_TO_TYPED if layout.typed_prompt else HOW_TO
+        how_to = HOW_TO_TYPED if layout.typed_prompt else HOW_TO
+        extra = [CONTROLS_LINE]
+        K = layout.options.generate
+        if K:
+            extra.append(f"This book writes {K} tokens after the prompt, each the favourite after the position before "
+                         f"it (sheet 'generate'). Each costs one more position on every sheet and one unembedding of "
+                         f"{layout.cfg.vocab_size:,} dot products (sheet 'next_logits').")
+        if layout.options.lens:
+            extra.append("The logit lens (sheet 'lens') shows what the model would predict after each layer.")
+        self.how_to = how_to[:-1] + extra + how_to[-1:]
         self.map_row = HOW_TO_ROW + len(self.how_to) + 1  # the map's header row
 
-    def show(self, prediction: Prediction) -> None:
-        """The prediction the Guide shows (declared after the Guide: the prompt comes first)."""
-        self.prediction = p = prediction
+    def show(self, prediction: Prediction, generation: Generation | None = None) -> None:
+        """The prediction (and the generated text) the Guide shows, declared after the Guide:
+        the prompt comes first."""
+        self.prediction, self.generation = p, g = prediction, generation
         self.read(p.top_text, p.top_probs, p.top_ids)
+        if g is not None:
+            self.read(g.generated)
 
     def _mapped(self) -> list:
         return [s for s in self.layout.sheets if s.stage not in ("guide", "meta")]
@@ -76,6 +91,12 @@ class Guide(Component):
             yield _text(r, 1, key, Style.HEADER)
             if value is not None:
                 yield _text(r, 2, value)
+        if self.generation is not None:
+            K = self.generation.generated.n_rows
+            yield _text(GENERATED_ROW, 1, f"Prompt + {K} generated tokens", Style.HEADER)
+            yield CellFormulas(Block("", GUIDE_SHEET, GENERATED_ROW, 2, 1, 1),
+                               [[f"B{PROMPT_ROW}&{self.generation.continuation()}"]], Style.DEFAULT,
+                               Shown("guide_generated", lambda v, vocab: [_prompt(v) + continuation(v, vocab)]))
         yield _text(PREDICTION_ROW, 1, "Predicted next token", Style.HEADER)
         yield _mirror(PREDICTION_ROW, 2, p.top_text, 1, Style.INPUT, token_texts("guide_prediction", p.top_ids))
         yield _mirror(PREDICTION_ROW, 3, p.top_probs, 1, Style.PERCENT)
@@ -98,6 +119,11 @@ class Guide(Component):
                  for r, s in enumerate(self._mapped(), self.map_row + 1)]
         return SheetOptions(tab_color="FFC000", col_widths=[(1, 1, 24), (2, 2, 60), (3, 4, 14)],
                             hyperlinks=links, fit_width=True)
+
+
+def _prompt(v) -> str:
+    value = v["prompt"][0, 0]
+    return "" if value is None or isinstance(value, float) else str(value)
 
 
 def _text(row: int, col: int, value: object, style: int = Style.DEFAULT) -> Constants:

@@ -1,12 +1,13 @@
 """Layer norm of the residual stream, in three visible pieces: mean, variance, normalised row."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from ..layout import Block, Layout
-from .base import BuildInputs, Cells, Component, Formula, Values, header, numbered_header, position_labels
+from .base import (BuildInputs, Cells, Component, Formula, Values, column, header, labels_column, numbered_header,
+                   position_labels)
 
 
 def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float):
@@ -31,9 +32,12 @@ added to the stream. No information moves between tokens here.</p>
 """
 
     def __init__(self, layout: Layout, name: str, sheet: str, title: str, x: Block, gain: Block, bias: Block, *,
-                 stage: str, kind: str, short_title: str, purpose: str, layer: int | None = None):
+                 stage: str, kind: str, short_title: str, purpose: str, layer: int | None = None,
+                 row_names: Sequence[str] | None = None):
+        """row_names: what column A calls the rows (None: they are the token positions)."""
         super().__init__(layout)
-        T, D = layout.T, layout.cfg.n_embd
+        T, D = x.n_rows, layout.cfg.n_embd
+        self.row_names = row_names
         self.stage, self.kind, self.short_title, self.purpose, self.layer = stage, kind, short_title, purpose, layer
         self.x, self.gain, self.bias, self.eps = x, gain, bias, layout.cfg.layer_norm_epsilon
         self.add_sheet(sheet, f"{title} [{T} x {D}]")
@@ -60,5 +64,6 @@ added to the stream. No information moves between tokens here.</p>
                                 f"*{self.gain.span(0, 0, 0, 0, True, False)}+{self.bias.span(0, 0, 0, 0, True, False)}")
         yield header(self.mean, ["mean"])
         yield header(self.var, ["variance"])
-        yield position_labels(self.layout, self.out)
+        yield (position_labels(self.layout, self.out) if self.row_names is None
+               else column(labels_column(self.out), self.row_names))
         yield numbered_header(self.out)

@@ -5,6 +5,7 @@ from typing import Iterable
 
 from ..layout import Block, Layout
 from .base import BuildInputs, Cells, Component, Formula, Values, numbered_header, position_labels
+from .controls import steering
 
 
 def layer_sheet(layer: int, kind: str) -> tuple[str, str]:
@@ -46,6 +47,8 @@ class Residual(Component):
     title = ""
     note = ""
 
+    steers: int | None = None  # the steering layer whose input this sum is, if it is one
+
     def __init__(self, layout: Layout, layer: int, stream: Block, delta: Block):
         super().__init__(layout)
         self.layer, self.stream, self.delta = layer, stream, delta
@@ -53,11 +56,16 @@ class Residual(Component):
         self.add_sheet(sheet, f"{self.title.format(layer=layer)} [{layout.T} x {stream.n_cols}]")
         self.out = self.add_block(name, layout.T, stream.n_cols, note=self.note)
         self.read(stream, delta)
+        if self.steers is not None:
+            self.read(layout.controls.vector)
 
     def compute(self, v: Values) -> None:
         v[self.out.name] = v[self.stream.name] + v[self.delta.name]  # [T, D]
+        if self.steers is not None:
+            v[self.out.name] = v[self.out.name] + steering(v, self.steers)  # [T, D] + [1, D]
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
-        yield Formula(self.out, f"{self.stream.at(0, 0)}+{self.delta.at(0, 0)}")
+        steer = "" if self.steers is None else self.layout.controls.steering(self.out, self.steers)
+        yield Formula(self.out, f"{self.stream.at(0, 0)}+{self.delta.at(0, 0)}{steer}")
         yield position_labels(self.layout, self.out)
         yield numbered_header(self.out)

@@ -70,9 +70,15 @@ detectors that fired write their contribution into the token's vector.</p>
 class MlpResidual(Residual):
     stage, kind, short_title = "mlp", "resid_2", "Residual add: MLP"
     title = "Layer {layer}: residual: resid_1 + MLP output = the layer's output"
-    note = "Residual connection: the stream plus what the MLP adds. This is the layer's output."
+    note = ("Residual connection: the stream plus what the MLP adds (plus the steering vector, if the next layer "
+            "is the steering layer). This is the layer's output.")
+
+    @property
+    def steers(self) -> int:
+        return self.layer + 1
     lesson = """
 <p>The MLP's output is added to the stream. This sum is the output of layer {{ layer }}
 and the input of {% if layer + 1 < m.n_layer %}layer {{ layer + 1 }}{% else %}the final
-layer norm{% endif %}.</p>
+layer norm{% endif %}. If the steering layer on sheet <code>controls</code> is
+{{ layer + 1 }}, the steering vector times its coefficient is added here too.</p>
 """

@@ -31,7 +31,9 @@ class Prediction(Component):
     stage, kind, short_title = "output", "prediction", "The prediction"
     lesson = """
 <p>The softmax over all {{ "{:,}".format(m.V) }} logits gives every token a probability of
-coming next after <q>{{ m.last_token }}</q>. <code>LARGE</code> finds the {{ c.k }} largest
+coming next after <q>{{ m.last_token }}</q>. The logits are divided by the
+temperature on sheet <code>controls</code> first (1: as trained; lower: sharper;
+higher: flatter). <code>LARGE</code> finds the {{ c.k }} largest
 logits and <code>MATCH</code> their token ids. To write text, GPT-2 picks one (the most
 likely, or a random draw weighted by these probabilities), appends it to the prompt and
 runs everything again.</p>
@@ -51,7 +53,8 @@ arithmetic is exactly GPT-2's, the knowledge is missing.</p>
                                                                 "cannot overflow.")
         V, beside = self.logits.n_rows, self.logits.col
         self.exp = self.add_block("next_exp", V, 1, col=beside + 1, sheet=logits.sheet, note=(
-            "exp(logit - max): the softmax's numerator for this token (the max keeps EXP from overflowing)."))
+            "exp((logit - max) / temperature): the softmax's numerator for this token (the max keeps EXP from "
+            "overflowing; the temperature is on sheet controls)."))
         self.sum = self.add_block("next_sum", 1, 1, row=4, note="The sum of exp(logit - max) over the whole "
                                                                 "vocabulary: SUM of the exp column on sheet logits.")
         self.probs = self.add_block("next_probs", V, 1, col=beside + 2, sheet=logits.sheet, note=(
@@ -63,12 +66,13 @@ arithmetic is exactly GPT-2's, the knowledge is missing.</p>
             "The probability of the k-th most likely token."))
         self.top_text = self.top_logits.part(col=5)  # the top tokens' text
         self.color_scales.append(self.top_probs)
-        self.read(self.logits, vocab)
+        self.read(self.logits, vocab, layout.controls.temperature)
 
     def compute(self, v: Values) -> None:
         logits = v[self.logits.name][:, 0]  # [V]
         m = logits.max()
-        e = np.exp(logits - m)  # [V]
+        with np.errstate(all="ignore"):  # a temperature of 0 or below: the sheet shows errors, check says why
+            e = np.exp((logits - m) / v["temperature"][0, 0])  # [V]
         total = e.sum()
         top = top_k(logits, self.k)  # [k]
         v[self.max.name], v[self.sum.name] = np.array([[m]]), np.array([[total]])
@@ -82,7 +86,7 @@ arithmetic is exactly GPT-2's, the knowledge is missing.</p>
         logits, here = self.logits.name, self.max.sheet
         mx, total = self.max.cell(0, 0, True, True), self.sum.cell(0, 0, True, True)
         # per-cell exps summed by SUM: EXP over a range inside SUMPRODUCT is intersected to one cell by Gnumeric
-        yield Formula(self.exp, f"EXP({self.logits.cell(0, 0)}-{quote_sheet(here)}!{mx})")
+        yield Formula(self.exp, f"EXP(({self.logits.cell(0, 0)}-{quote_sheet(here)}!{mx})/temperature)")
         yield Formula(self.probs, f"{self.exp.cell(0, 0)}/{quote_sheet(here)}!{total}", Style.PERCENT)
         yield Formula(self.max, f"MAX({logits})")
         yield Constants(labels_column(self.max), [["largest logit"]])
@@ -95,4 +99,4 @@ arithmetic is exactly GPT-2's, the knowledge is missing.</p>
         yield Formula(self.top_text, f"INDEX({self.vocab.name},{self.top_ids.cell(0, 0)}+1)",
                       shows=token_texts("top_text", self.top_ids))
         yield Formula(self.top_ids, f"MATCH({self.top_logits.cell(0, 0)},{logits},0)-1", Style.INTEGER)
-        yield Formula(self.top_probs, f"EXP({self.top_logits.cell(0, 0)}-{mx})/{total}", Style.PERCENT)
+        yield Formula(self.top_probs, f"EXP(({self.top_logits.cell(0, 0)}-{mx})/temperature)/{total}", Style.PERCENT)

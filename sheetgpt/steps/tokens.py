@@ -8,6 +8,7 @@ import numpy as np
 from ..layout import FIRST_ROW, Block, Layout
 from ..xlsx import Style
 from .base import BuildInputs, Cells, Component, Formula, Shown, Values, column, header, labels_column, token_texts
+from .generate import generated_span
 from .prompt import PAD_TEXT
 
 
@@ -62,6 +63,7 @@ column next to each id looks its text up in the <code>vocab</code> sheet.</p>
                                      f"[{T} positions]")
         self.ids = self.add_block("tokens", T, 1, step=prompt_ids is not None)
         self.text = self.ids.part(col=self.ids.col + 1)  # the token text of each position
+        self.next_ids: Block | None = None  # with generation: where the generated positions' ids come from
         if prompt_ids is not None:
             self.overrides = self.add_block("token_overrides", T, 1, col=self.ids.col + 2, step=False)
             self.read(prompt_ids)
@@ -81,16 +83,42 @@ column next to each id looks its text up in the <code>vocab</code> sheet.</p>
             return
         mine = self.overrides.cell(0, 0)
         yield column(self.overrides, inputs.overrides or [None] * self.ids.n_rows, Style.INPUT, given=True)
-        yield Formula(self.ids, f"IF({mine}=\"\",{self.prompt_ids.at(0, 0)},{mine})", Style.INTEGER)
-        yield Formula(self.text, f"IF(AND($A{FIRST_ROW}>=n_tokens,{mine}=\"\"),\"{PAD_TEXT}\",{lookup})",
+        prompt_id = self.prompt_ids.at(0, 0)
+        if self.next_ids is None:
+            yield Formula(self.ids, f"IF({mine}=\"\",{prompt_id},{mine})", Style.INTEGER)
+        else:  # position t >= 1 may be generated: the next token after position t - 1
+            K, t = self.layout.options.generate, f"$A{FIRST_ROW + 1}"
+            yield Formula(self.ids.part(n_rows=1), f"IF({mine}=\"\",{prompt_id},{mine})", Style.INTEGER)
+            yield Formula(self.ids.part(row0=1), f"IF({self.overrides.cell(1, 0)}=\"\",IF(AND({t}>=gen_start,"
+                                                 f"{t}<gen_start+{K}),{self.next_ids.at(0, 0)},"
+                                                 f"{self.prompt_ids.at(1, 0)}),{self.overrides.cell(1, 0)})",
+                          Style.INTEGER)
+        yield Formula(self.text, f"IF(AND($A{FIRST_ROW}>={self._filled},{mine}=\"\"),\"{PAD_TEXT}\",{lookup})",
                       Style.DEFAULT, shows=self.layout.position_shows)
         yield header(self.ids, ["token id", "token", "your id (type one to override)"])
 
     def _texts(self, v: Values, vocab) -> list[str]:
-        n, mine = int(v["n_tokens"][0, 0]), v["token_overrides"][:, 0]
+        n, mine = int(v[self._filled][0, 0]), v["token_overrides"][:, 0]
         return [PAD_TEXT if t >= n and np.isnan(mine[t]) else vocab(int(i)) for t, i in enumerate(v["tokens"][:, 0])]
 
+    def generate_from(self, next_ids: Block) -> None:
+        """The generated positions take their ids from next_ids (declared after the model)."""
+        self.next_ids = next_ids
+        self.read(next_ids)
+
+    @property
+    def _filled(self) -> str:
+        """The name of the count of positions before the padding."""
+        return "n_tokens" if self.next_ids is None else "n_filled"
+
     def compute(self, v: Values) -> None:
-        if self.prompt_ids is not None:
-            mine = v["token_overrides"]
-            v[self.ids.name] = np.where(np.isnan(mine), v[self.prompt_ids.name], mine)  # [T, 1]
+        """With generation, the generated positions take the next ids computed so far (the
+        reference runs the model again until they stop changing)."""
+        if self.prompt_ids is None:
+            return
+        ids = v[self.prompt_ids.name].copy()  # [T, 1]
+        if self.next_ids is not None and self.next_ids.name in v:
+            span = generated_span(self.layout, int(v["n_tokens"][0, 0]))
+            ids[span.start:span.stop] = v[self.next_ids.name][span.start - 1:span.stop - 1]
+        mine = v["token_overrides"]
+        v[self.ids.name] = np.where(np.isnan(mine), ids, mine)  # [T, 1]

@@ -9,6 +9,20 @@ from ..layout import Block, Layout
 from .base import BuildInputs, Cells, Component, Formula, Shown, Values, column, header, labels_column
 
 
+def last_position(layout: Layout) -> str:
+    """A formula for the 1-based row of the last filled position (the one that predicts)."""
+    if layout.n_filled is not None:
+        return "n_filled"
+    return "MAX(1,n_tokens)" if layout.n_tokens is not None else str(layout.T)
+
+
+def last_row(layout: Layout, v: Values) -> int:
+    """The 0-based row of the last filled position, as last_position computes it."""
+    if layout.n_filled is not None:
+        return int(v[layout.n_filled.name][0, 0]) - 1
+    return max(1, int(v["n_tokens"][0, 0])) - 1 if layout.n_tokens is not None else layout.T - 1
+
+
 class Logits(Component):
     """Column A the token id, B its text, C its logit (then, from Prediction, exp and probability)."""
 
@@ -37,12 +51,12 @@ them, with the maximum and the sum computed on sheet <code>prediction</code>.</p
         self.last = None  # with a typed prompt: the final row of the last position it fills
         if layout.n_tokens is not None:
             self.last = self.add_block("last_row", 1, final.n_cols, col=7, note=(
-                "The final row of the prompt's last position (n_tokens): positions after it are padding."))
+                "The final row of the last filled position (the prompt's, or the last generated one): positions "
+                "after it are padding."))
         self.read(final, wte)
 
     def compute(self, v: Values) -> None:
-        T = self.final.n_rows if self.last is None else max(1, int(v["n_tokens"][0, 0]))
-        last = v[self.final.name][T - 1]  # [D]: only the last (real) position predicts
+        last = v[self.final.name][last_row(self.layout, v)]  # [D]: only the last (real) position predicts
         if self.last is not None:
             v[self.last.name] = last[None, :]  # [1, D]
         v[self.out.name] = (last @ v[self.wte.name].T)[:, None]  # [V, 1], tied unembedding
@@ -51,7 +65,7 @@ them, with the maximum and the sum computed on sheet <code>prediction</code>.</p
         T, D = self.final.shape
         last = self.final.span(T - 1, 0, T - 1, D - 1, True, True)
         if self.last is not None:
-            yield Formula(self.last, f"INDEX({self.final.col_ref(0)},MAX(1,n_tokens))")
+            yield Formula(self.last, f"INDEX({self.final.col_ref(0)},{last_position(self.layout)})")
             yield header(self.last, [f"ln_f {j}" for j in range(D)])
             last = self.last.ref()
         yield Formula(self.out, f"SUMPRODUCT({last},{self.wte.rows_ref(0)})")

@@ -8,7 +8,7 @@ import numpy as np
 
 from ...errors import UserError
 from ..base import EvaluatedBook, FormulaCell
-from .reader import BOOL, EMPTY, ERR, NUM, SharedFormula, Sheet, Workbook
+from .reader import BOOL, EMPTY, ERR, NUM, STR, SharedFormula, Sheet, Workbook
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,11 @@ class FastBook(FileBook):
             out[: r1 - row + 1, : c1 - col + 1] = s.num[row - 1:r1, col - 1:c1]
             kind[: r1 - row + 1, : c1 - col + 1] = s.kind[row - 1:r1, col - 1:c1]
         out[kind != NUM] = np.nan
-        return out, (kind != NUM) & (kind != EMPTY)
+        other = (kind != NUM) & (kind != EMPTY)
+        for i, j in np.argwhere(kind == STR).tolist():  # "" (a formula's way of staying empty) counts as empty
+            if s.text.get((row - 1 + i, col - 1 + j)) == "":
+                other[i, j] = False
+        return out, other
 
     def block(self, sheet: str, row: int, col: int, n_rows: int, n_cols: int) -> np.ndarray:
         s = self._sheet(sheet)

@@ -44,6 +44,7 @@ class Group:
     slot_c0: list[np.ndarray]
     array: bool = False  # an array formula: ranges stay arrays everywhere
     source: str = ""  # formula text of the first cell, for messages
+    shared: bool = False  # one shared formula's cells (else plain formulas alike in shape)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -51,10 +52,19 @@ class Group:
     def first_cell(self) -> str:
         return f"{self.sheet}!{cell_name(int(self.rows[0]) + 1, int(self.cols[0]) + 1)}"
 
+    def select(self, cells: np.ndarray) -> "Group":
+        return Group(self.sheet, self.rows[cells], self.cols[cells], self.tree, self.slot_sheets, self.slot_shapes,
+                     [r[cells] for r in self.slot_r0], [c[cells] for c in self.slot_c0], self.array, self.source,
+                     self.shared)
+
     def split(self) -> list["Group"]:
-        return [Group(self.sheet, self.rows[i:i + 1], self.cols[i:i + 1], self.tree, self.slot_sheets,
-                      self.slot_shapes, [r[i:i + 1] for r in self.slot_r0], [c[i:i + 1] for c in self.slot_c0],
-                      self.array, self.source) for i in range(len(self))]
+        return [self.select(np.arange(i, i + 1)) for i in range(len(self))]
+
+    def split_by(self, key: np.ndarray) -> list["Group"]:
+        """One group per distinct value of key (a row or column per cell)."""
+        order = np.argsort(key, kind="stable")
+        bounds = np.flatnonzero(np.diff(key[order])) + 1
+        return [self.select(cells) for cells in np.split(order, bounds)]
 
 
 class CompileError(FileError):
@@ -173,7 +183,7 @@ def _shared_groups(sheet: str, tree, refs, rows, cols, mrow, mcol, text, where) 
         hs.append(np.abs(r1 - r0) + 1 + np.zeros_like(rows))
         ws.append(np.abs(c1 - c0) + 1 + np.zeros_like(rows))
     if not refs:
-        return [Group(sheet, rows, cols, tree, [], [], [], [], source=text)]
+        return [Group(sheet, rows, cols, tree, [], [], [], [], source=text, shared=True)]
     shape_key = np.stack(hs + ws, axis=1)
     if (shape_key == shape_key[0]).all():  # the usual case, and sorting big groups is slow
         keys, inverse = shape_key[:1], np.zeros(len(rows), np.int64)
@@ -184,7 +194,7 @@ def _shared_groups(sheet: str, tree, refs, rows, cols, mrow, mcol, text, where) 
         sel = np.flatnonzero(inverse.ravel() == k)
         out.append(Group(sheet, rows[sel], cols[sel], tree, [s for s, _ in refs],
                          [(int(key[i]), int(key[len(refs) + i])) for i in range(len(refs))],
-                         [r[sel] for r in r0s], [c[sel] for c in c0s], source=text))
+                         [r[sel] for r in r0s], [c[sel] for c in c0s], source=text, shared=True))
     return out
 
 
@@ -192,14 +202,25 @@ def _shared_groups(sheet: str, tree, refs, rows, cols, mrow, mcol, text, where) 
 def order_groups(groups: list[Group]) -> list[Group]:
     """Groups in an order where each comes after every group it reads from.
 
-    Dependencies are found by bounding boxes; groups caught in a cycle of boxes are split
-    into single cells (whose boxes are exact), and a cycle that remains is a real circular
-    reference."""
+    Dependencies are found by bounding boxes. Groups caught in a cycle of boxes are split
+    by position first: a shared formula into its rows, per-cell formulas into their
+    columns (a book's steps hold positions in rows, its transposed keys in columns), but
+    only where the cells read different formula cells; a generated token's position then
+    reads only earlier ones. Groups still caught are split into single cells, whose boxes
+    are exact, and a cycle that remains is a real circular reference."""
     order, cyclic = _toposort(groups)
     if not cyclic:
         return order
-    singles = [g for g in groups if id(g) not in cyclic]
+    formula_sheets = {g.sheet for g in groups}
+    by_position = [g for g in groups if id(g) not in cyclic]
     for g in groups:
+        if id(g) in cyclic:
+            by_position.extend(_split_by_position(g, formula_sheets))
+    order, cyclic = _toposort(by_position)
+    if not cyclic:
+        return order
+    singles = [g for g in by_position if id(g) not in cyclic]
+    for g in by_position:
         if id(g) in cyclic:
             singles.extend(g.split())
     order, cyclic = _toposort(singles)
@@ -210,23 +231,33 @@ def order_groups(groups: list[Group]) -> list[Group]:
     return order
 
 
-def _boxes(groups: list[Group]):
-    out_boxes = defaultdict(list)  # sheet -> [(r0, r1, c0, c1, group index)]
-    for i, g in enumerate(groups):
-        out_boxes[g.sheet].append((int(g.rows.min()), int(g.rows.max()), int(g.cols.min()), int(g.cols.max()), i))
-    return out_boxes
+def _split_by_position(g: Group, formula_sheets: set[str]) -> list[Group]:
+    moving = any(sheet in formula_sheets and (np.ptp(r0) > 0 or np.ptp(c0) > 0)
+                 for sheet, r0, c0 in zip(g.slot_sheets, g.slot_r0, g.slot_c0))
+    if len(g) == 1 or not moving:  # every cell reads the same formula cells: splitting cannot help
+        return [g]
+    return g.split_by(g.rows if g.shared else g.cols)
 
 
 def _toposort(groups: list[Group]) -> tuple[list[Group], set[int]]:
-    out_boxes = _boxes(groups)
+    boxes: dict[str, tuple[np.ndarray, ...]] = {}  # sheet -> (first rows, last rows, first cols, last cols, groups)
+    by_sheet: dict[str, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        by_sheet[g.sheet].append(i)
+    for sheet, members in by_sheet.items():
+        gs = [groups[i] for i in members]
+        boxes[sheet] = (np.array([g.rows.min() for g in gs]), np.array([g.rows.max() for g in gs]),
+                        np.array([g.cols.min() for g in gs]), np.array([g.cols.max() for g in gs]),
+                        np.array(members))
     deps: list[set[int]] = []
     for g in groups:
-        d = set()
+        d: set[int] = set()
         for sheet, (h, w), r0, c0 in zip(g.slot_sheets, g.slot_shapes, g.slot_r0, g.slot_c0):
-            a0, a1, b0, b1 = int(r0.min()), int(r0.max()) + h - 1, int(c0.min()), int(c0.max()) + w - 1
-            for (p0, p1, q0, q1, j) in out_boxes.get(sheet, ()):
-                if p0 <= a1 and a0 <= p1 and q0 <= b1 and b0 <= q1:
-                    d.add(j)
+            if sheet not in boxes:
+                continue
+            p0, p1, q0, q1, members = boxes[sheet]
+            a0, a1, b0, b1 = r0.min(), r0.max() + h - 1, c0.min(), c0.max() + w - 1
+            d.update(members[(p0 <= a1) & (a0 <= p1) & (q0 <= b1) & (b0 <= q1)].tolist())
         deps.append(d)
     sccs = _tarjan(len(groups), deps)
     cyclic: set[int] = set()

@@ -371,6 +371,33 @@ def MATCH(ctx, args):
     return numbers_result(out, errors)
 
 
+@function("RANK", portable=True, range_args=(1,))
+def RANK(ctx, args):
+    """RANK(number, ref[, order]): 1 + how many numbers of ref are larger (order 0, the
+    default) or smaller (order non-zero); #N/A if ref does not hold the number."""
+    if not 2 <= len(args) <= 3:
+        raise EvalError("RANK takes 2 or 3 arguments")
+    x, errs = as_numbers(_scalar(ctx, args[0]))
+    rng = evaluate(args[1], ctx)
+    ascending = as_numbers(_scalar(ctx, args[2]))[0] != 0 if len(args) == 3 else np.zeros(ctx.n, bool)
+    if not isinstance(rng, RangeVal):
+        return error("#N/A", ctx.n)
+    uniq, inverse = _unique_ranges(rng)
+    arr = materialize(ctx.sheets, uniq)
+    out = np.full(ctx.n, np.nan)
+    for u in range(len(uniq.r0)):
+        cells = np.flatnonzero(inverse == u)
+        num = arr.num[u].ravel()
+        kind = arr.kind[u].ravel() if arr.kind is not None else np.full(num.size, NUM, np.uint8)
+        values = np.sort(num[kind == NUM])
+        below = np.searchsorted(values, x[cells], side="left")
+        above = len(values) - np.searchsorted(values, x[cells], side="right")
+        found = below < len(values) - above  # some value equals x
+        out[cells] = np.where(found, np.where(ascending[cells], below, above) + 1, np.nan)
+    missing = np.where(np.isnan(out), "#N/A", None)
+    return numbers_result(out, first_errors(errs, missing))
+
+
 def _wildcard(text: str) -> re.Pattern:
     """Excel's text match: case-insensitive, * any run, ? one character, ~ escapes them."""
     out, i = [], 0
@@ -421,9 +448,16 @@ def IF(ctx, args):
     if not 2 <= len(args) <= 3:
         raise EvalError("IF takes 2 or 3 arguments")
     cond, errs = as_numbers(_scalar(ctx, args[0]))
-    then = operand(ctx, evaluate(args[1], ctx)) if not isinstance(args[1], Missing) else const(0.0, ctx.n)
-    other = (operand(ctx, evaluate(args[2], ctx)) if not isinstance(args[2], Missing) else const(0.0, ctx.n)) \
-        if len(args) == 3 else const(False, ctx.n)
+
+    def branch(k: int, used: bool) -> Vals:
+        if not used:  # as in Excel, a branch no cell takes is not computed (a guarded unembedding)
+            return const(0.0, ctx.n)
+        if k >= len(args):
+            return const(False, ctx.n)
+        return operand(ctx, evaluate(args[k], ctx)) if not isinstance(args[k], Missing) else const(0.0, ctx.n)
+
+    taken = cond != 0
+    then, other = branch(1, bool(taken.any()) or errs is not None), branch(2, not taken.all() or errs is not None)
     if then.num.ndim == 3 or other.num.ndim == 3:
         raise EvalError("IF returning arrays is not supported")
     v = select(cond != 0, then, other)
