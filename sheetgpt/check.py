@@ -18,6 +18,7 @@ from .lint import Finding, lint_book, to_json
 from .load import LoadedModel
 from .readback import BookContents, load_book, prompt_cell, read_defined_names
 from .reference import forward
+from .steps.controls import TEMPERATURE_BAD, TEMPERATURE_OK, temperature_status
 from .tokenizer import Tokenizer
 
 DEFAULT_TOL = 1e-9  # relative to the block's largest value: a few ulps of float64 accumulation
@@ -72,7 +73,12 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
         msg, where = _compare_prompt(book, text, tokenizer or (model.tokenizer if model is not None else None))
         inputs.append(msg)
         first = first or where
-    ref = forward(book.weights, book.ids, layout=book.layout, given=book.given())
+    given = book.given()
+    if temperature_status(given) != TEMPERATURE_OK:
+        blk = book.layout.blocks["temperature"]
+        inputs.append(f"{blk.sheet}!{blk.cell(0, 0)}: {TEMPERATURE_BAD}")
+        first = first or {"step": "temperature", "sheet": blk.sheet, "cell": blk.cell(0, 0)}
+    ref = forward(book.weights, book.ids, layout=book.layout, given=given)
     if not book.layout.typed_prompt:
         ref[book.layout.blocks["tokens"].name] = np.array(book.ids, dtype=np.float64)[:, None]
     cells = book_cells(book.layout, book.inputs())
