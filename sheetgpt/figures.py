@@ -146,3 +146,60 @@ def merge_rounds(words: list[list[list[str]]], path: Path) -> None:
     ax.axis("off")
     ax.set_title("Byte-pair merges: each word's symbols, round by round\n(the last row of a word: its tokens)")
     _save(fig, path)
+
+
+def generation_steps(steps: list[tuple[str, list[tuple[str, float]]]], prompt: str, path: Path) -> None:
+    """One panel per generated position: the token chosen (the favourite, in orange) among
+    the top candidates after the position before it."""
+    n = len(steps)
+    fig = Figure(figsize=(3.2 * n + 0.6, 3.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, n, sharex=True))
+    text = prompt
+    for ax, (chosen, candidates) in zip(axes, steps):
+        labels, probs = [c for c, _ in candidates], [p for _, p in candidates]
+        y = np.arange(len(labels))[::-1]
+        ax.barh(y, probs, color=[ORANGE if lab == chosen else BLUE for lab in labels])
+        ax.set_yticks(y, [tex_safe(lab) for lab in labels], fontsize=9)
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.xaxis.set_major_locator(MaxNLocator(3))
+        ax.set_title(tex_safe(f"\u2026{text[-18:]}\n\u2192 {chosen}"), fontsize=9)
+        ax.spines[["top", "right"]].set_visible(False)
+        text += chosen
+    fig.suptitle("Writing on: at each new position the favourite (orange) is appended", fontsize=11)
+    _save(fig, path)
+
+
+def lens_layers(tops: list[str], probs: list[float], ranks: list[int], final: str, path: Path) -> None:
+    """The logit lens: the top token and its probability after each layer, and the rank of
+    the final prediction there."""
+    L = len(tops)
+    fig = Figure(figsize=(8.0, 1.4 + 0.45 * L), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(L)[::-1]
+    ax.barh(y, probs, color=[ORANGE if t == final else BLUE for t in tops])
+    ax.set_yticks(y, [f"after layer {i}" for i in range(L)], fontsize=9)
+    for yi, t, p, r in zip(y, tops, probs, ranks):
+        ax.text(p, yi, tex_safe(f" {t}  {p * 100:.3g}%   (final prediction ranks {r})"), va="center", fontsize=9)
+    ax.set_xlim(0, max(probs) * 2.2 if max(probs) > 0 else 1)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel("probability of the layer's top token")
+    ax.set_title(tex_safe(f"The logit lens: the model's guess after each layer (final: {final})"))
+    ax.spines[["top", "right"]].set_visible(False)
+    _save(fig, path)
+
+
+def before_after(labels: list[str], before: list[float], after: list[float], what: str, path: Path) -> None:
+    """The top next tokens' probabilities before and after an intervention."""
+    k = len(labels)
+    fig = Figure(figsize=(7.5, 1.4 + 0.5 * k), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(k)[::-1]
+    ax.barh(y + 0.2, before, height=0.4, color=GREY, label="as trained")
+    ax.barh(y - 0.2, after, height=0.4, color=ORANGE, label=tex_safe(what))
+    ax.set_yticks(y, [tex_safe(lab) for lab in labels], fontsize=10)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel("probability of being the next token")
+    ax.set_title("One edit on sheet controls, before and after")
+    ax.legend(loc="lower right", fontsize=9)
+    ax.spines[["top", "right"]].set_visible(False)
+    _save(fig, path)

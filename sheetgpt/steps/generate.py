@@ -73,7 +73,7 @@ class Generation(Component):
     stage, kind, short_title = "output", "generate", "Writing on: greedy generation"
     lesson = """
 <p>A language model writes one token at a time: predict, append the favourite, predict
-again. Here the book does it by itself. Position {{ "{" }}prompt's length{{ "}" }} takes the
+again. Here the book does it by itself: the position right after the prompt takes the
 token with the largest logit after the prompt's last position, the next position the
 favourite after that one, and so on for {{ m.generate }} positions (<code>MATCH</code> of
 the <code>MAX</code>: ties go to the lowest id). This is <em>greedy</em> decoding.</p>
