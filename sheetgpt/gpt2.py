@@ -3,6 +3,7 @@ its functions. To add a step, write its component and add one line here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from .layout import Block, Layout
 from .steps.attention import (QKV, AttentionProjection, AttentionResidual, AttentionWeights, KeysT, MixValues,
@@ -37,11 +38,12 @@ class Inputs:
 def gpt2(layout: Layout) -> list[Component]:
     """Every component of a GPT-2 workbook, in forward order."""
     inputs, parts = embedding(layout)
-    outputs = [parts[-1].out]  # the residual stream entering each layer, then leaving the last
+    x, layer_outputs = parts[-1].out, []
     for i in range(layout.cfg.n_layer):
-        parts += transformer_block(layout, i, outputs[-1], inputs.weights)
-        outputs.append(parts[-1].out)
-    return parts + output(layout, outputs[1:], inputs)
+        parts += transformer_block(layout, i, x, inputs.weights)
+        x = parts[-1].out
+        layer_outputs.append(x)
+    return parts + output(layout, x, inputs, layer_outputs)
 
 
 def embedding(layout: Layout) -> tuple[Inputs, list[Component]]:
@@ -68,11 +70,11 @@ def tokenizer(layout: Layout, guide: Guide, vocab: Vocabulary) -> list[Component
     return [tables, chars, words, bpe, PromptIds(layout, words, bpe, guide.sheet)]
 
 
-def output(layout: Layout, outputs: list[Block], inputs: Inputs) -> list[Component]:
-    """The final stream (the last of the layers' outputs) to a prediction; generation and
-    the logit lens if the book has them; then the Guide and the metadata."""
+def output(layout: Layout, x: Block, inputs: Inputs, layer_outputs: Sequence[Block] = ()) -> list[Component]:
+    """The final stream to a prediction; generation and the logit lens (of layer_outputs,
+    each layer's) if the book has them; then the Guide and the metadata."""
     w, vocab = inputs.weights, inputs.vocab
-    ln_f = LayerNorm(layout, "ln_f", "ln_f", "Final layer norm", outputs[-1], w["ln_f.weight"], w["ln_f.bias"],
+    ln_f = LayerNorm(layout, "ln_f", "ln_f", "Final layer norm", x, w["ln_f.weight"], w["ln_f.bias"],
                      stage="output", kind="ln_f", short_title="Final layer norm",
                      purpose=f"This is the last one, after layer {layout.cfg.n_layer - 1}: its last row is what "
                              "the model predicts from.")
@@ -87,7 +89,9 @@ def output(layout: Layout, outputs: list[Block], inputs: Inputs) -> list[Compone
     prediction = Prediction(layout, logits, vocab.text)
     parts += [logits, prediction]
     if layout.options.lens:
-        parts += logit_lens(layout, outputs, w["ln_f.weight"], w["ln_f.bias"], w["wte.weight"], vocab.text,
+        if not layer_outputs:
+            raise ValueError("the logit lens needs the layers' outputs")
+        parts += logit_lens(layout, list(layer_outputs), w["ln_f.weight"], w["ln_f.bias"], w["wte.weight"], vocab.text,
                             prediction.top_ids)
     inputs.guide.show(prediction, generation)
     return parts + [inputs.guide, Metadata(layout)]

@@ -99,14 +99,18 @@ def model():
 
 
 def expected_sheets(n_layer: int) -> list[str]:
-    """The lesson's pages of a typed-prompt book: the tokenizer first."""
-    return (["tok_chars", "tok_words", "tok_bpe", "tok_ids", "tokens", "embed_tok", "embed"] + [f"h{i} {s}" for i in range(n_layer) for s in LAYER_STEPS]
-            + ["ln_f", "logits", "prediction"])
+    """The lesson's pages of a typed-prompt book: the controls, the tokenizer, the model,
+    then the logit lens (on by default for a model this small)."""
+    return (["controls", "tok_chars", "tok_words", "tok_bpe", "tok_ids", "tokens", "embed_tok", "embed"]
+            + [f"h{i} {s}" for i in range(n_layer) for s in LAYER_STEPS]
+            + ["ln_f", "logits", "prediction", "lens_stream", "lens_norm", "lens_logits", "lens"])
 
 
 def sheet_of(page: Page) -> str:
     """The workbook sheet a page explains, from its formulas' addresses."""
     sheets = {f["data-sheet"] for f in page.formulas}
+    if not sheets and page.path.name == "controls.html":  # inputs only: no step formulas to show
+        return "controls"
     assert len(sheets) == 1, (page.path.name, sheets)
     return sheets.pop()
 

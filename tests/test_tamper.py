@@ -28,6 +28,8 @@ from pathlib import Path
 from xml.sax.saxutils import escape, unescape
 
 import numpy as np
+
+from sheetgpt.steps.controls import CONTROLS
 import pytest
 
 from helpers import (XmlCell, cell_address, defined_names, range_box, read_parts, sheet_cells, sheet_parts,
@@ -803,7 +805,7 @@ def test_lexer_round_trips_every_formula(book):
 def _weight_sites(book: Book) -> list[tuple[str, str, XmlCell]]:
     out = []
     for name, b in book.layout.blocks.items():
-        if name in book.steps or name in ("tokens", "vocab_text"):
+        if name in book.steps or name in ("tokens", "vocab_text") or name in CONTROLS:  # controls: inputs
             continue
         xml = book.parts[book.sheet_part[b.sheet]].decode("utf-8")
         for cell in sheet_cells(xml):

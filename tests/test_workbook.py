@@ -19,7 +19,7 @@ from helpers import (NS_MAIN, SMALL_PROMPT, SMALL_SHAPE, TINY_PROMPT, _cell_span
                      ooxml_unescape, range_box, sheet_parts, token_bytes_of, token_text_of)
 
 ALLOWED_FUNCTIONS = {"MMULT", "SUMPRODUCT", "INDEX", "MATCH", "MAX", "LARGE", "SQRT", "EXP", "TANH", "PI",
-                     "IF", "SUM", "AVERAGE"}
+                     "IF", "SUM", "AVERAGE", "AND", "ISNUMBER", "RANK"}
 # what each layer computes, in forward order (a sheet may be added in between, never reordered)
 LAYER_STEPS = ["ln_1", "qkv", "scores", "probs", "attn", "attn_proj", "resid_1", "ln_2", "fc", "gelu",
                "mlp_proj", "resid_2"]
@@ -103,7 +103,7 @@ def test_sheet_order(request, book, n_layer):
     wb = request.getfixturevalue(book)
     names = wb.sheetnames
     states = {ws.title: ws.sheet_state for ws in wb.worksheets}
-    assert names[:4] == ["Guide", "tokens", "embed_tok", "embed"]
+    assert names[:5] == ["Guide", "controls", "tokens", "embed_tok", "embed"]
     params = gpt2_param_names(n_layer)
     weight_sheets = [n for n in names if n.endswith((".weight", ".bias"))]
     assert sorted(weight_sheets) == sorted(params), "one sheet per GPT-2 parameter, named after it"
