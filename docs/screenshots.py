@@ -6,7 +6,9 @@ Builds the book for PROMPT, renders its Guide sheet as LibreOffice prints it (so
 PDF, first page only, then pdftoppm: needs libreoffice-calc-nogui and poppler-utils),
 exports the lesson and shoots its index and layer 0's attention page with headless
 Chromium. Writes docs/workbook-guide.png, docs/lesson-index.png, docs/lesson-attention.png
-and docs/lesson-tokenizer.png (the typed prompt's merges, round by round).
+and docs/lesson-tokenizer.png (the typed prompt's merges, round by round); then builds the
+same prompt with --generate 6 and keeps three of its lesson's figures: docs/lesson-generate.png,
+docs/lesson-lens.png and docs/lesson-intervention.png.
 """
 from __future__ import annotations
 
@@ -23,11 +25,14 @@ sys.path[:0] = [str(DOCS.parent), str(DOCS.parent / "tests")]  # a source checko
 from chromium import screenshot  # noqa: E402
 
 from sheetgpt.engines.lo_uno import RECALC_ALWAYS  # noqa: E402
-from sheetgpt.jobs import export  # noqa: E402
+from sheetgpt.export import export_lesson  # noqa: E402
+from sheetgpt.jobs import build, export  # noqa: E402
 
 PROMPT = "O Romeo, Romeo, wherefore art"
 SHOTS = {"lesson-index.png": ("index.html", 900), "lesson-attention.png": ("h0-probs.html", 1180),
          "lesson-tokenizer.png": ("tok_bpe.html", 1400)}
+FIGURES = {"lesson-generate.png": "generate-steps.png", "lesson-lens.png": "lens-layers.png",
+           "lesson-intervention.png": "controls-before-after.png"}
 WIDTH = 1200  # browser window; the PNGs are scaled to 900 px wide to stay small
 
 
@@ -38,6 +43,16 @@ def main() -> None:
         guide(lesson / "book.xlsx", Path(tmp))
         for name, (page, height) in SHOTS.items():
             save(Image.open(screenshot(lesson / page, Path(tmp) / name, WIDTH, height)), name)
+        probes(Path(tmp))
+
+
+def probes(tmp: Path) -> None:
+    """The figures of a book that writes on: its continuation, its lens, one head off."""
+    book = tmp / "writes.xlsx"
+    build("shakespeare", PROMPT, book, progress=False, generate=6)
+    export_lesson(book, tmp / "writes", progress=False)
+    for name, figure in FIGURES.items():
+        save(Image.open(tmp / "writes" / "img" / figure), name)
 
 
 def guide(book: Path, tmp: Path) -> None:

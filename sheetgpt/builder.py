@@ -199,11 +199,16 @@ class _SheetWriter:
         if isinstance(cells, CellFormulas):
             for i, texts in enumerate(cells.texts):
                 _put(rows, w.row + i, w.col, b"".join(formula_cell(t, cells.style) for t in texts), len(texts))
-            self.n_formulas += w.size if w.name else 0
+            self.n_formulas += w.size if self._in_block(w) else 0
         elif isinstance(cells, Constants):
             for i, values in enumerate(cells.values):
                 _put(rows, w.row + i, w.col, b"".join(_constant(v, cells.style) for v in values), len(values))
         return si
+
+    def _in_block(self, where: Block) -> bool:
+        """Whether cells are (part of) a named block: a step's formulas, not a label's."""
+        return bool(where.name) or any(b.contains(where.row, where.col)
+                                       for b in self.layout.sheet(where.sheet).blocks)
 
     def _put_formula(self, rows: Rows, f: Formula, si: int) -> int:
         """One shared formula over f.where, written for its top-left cell. Where the mask is
@@ -211,7 +216,7 @@ class _SheetWriter:
         w = f.where
         mask = np.ones(w.shape, dtype=bool) if f.mask is None else f.mask
         assert mask.shape == w.shape and mask[0, 0], "the master cell of a shared formula must hold it"
-        self.n_formulas += int(mask.sum()) if w.name else 0
+        self.n_formulas += int(mask.sum()) if self._in_block(w) else 0
         if w.size == 1:
             _put(rows, w.row, w.col, formula_cell(f.text, f.style))
             return si

@@ -180,7 +180,9 @@ def lens_layers(tops: list[str], probs: list[float], ranks: list[int], final: st
     ax.set_yticks(y, [f"after layer {i}" for i in range(L)], fontsize=9)
     for yi, t, p, r in zip(y, tops, probs, ranks):
         ax.text(p, yi, tex_safe(f" {t}  {p * 100:.3g}%   (final prediction ranks {r})"), va="center", fontsize=9)
-    ax.set_xlim(0, max(probs) * 2.2 if max(probs) > 0 else 1)
+    right = max(probs) * 2.2 if max(probs) > 0 else 1  # room for the labels
+    ax.set_xlim(0, right)
+    ax.set_xticks([t for t in np.linspace(0, 1, 5) if t <= min(1.0, right)])
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_xlabel("probability of the layer's top token")
     ax.set_title(tex_safe(f"The logit lens: the model's guess after each layer (final: {final})"))
