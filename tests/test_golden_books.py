@@ -6,7 +6,11 @@ deliberate change to what the builder writes, and say why there.
 Changes since: r= on every cell by default and the vocabulary softmax as a SUM of per-cell
 exps (issue #12: Gnumeric and IronCalc compute such books right). Since issue #14 the
 digests are of the parts' uncompressed bytes, not of the file: ISA-L's deflate replaced
-zlib's (the zlib-packed files still had the recorded file digests at that commit)."""
+zlib's (the zlib-packed files still had the recorded file digests at that commit). Issue #15
+put a controls sheet in every book (head switches scale each head's output, the steering
+vector joins the residual sums, the temperature divides the prediction's logits), made
+each attention output row read only its own and earlier positions, and added a book that
+generates 3 tokens and has the logit lens ("tiny-probes")."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from sheetgpt.builder import build_workbook
+from sheetgpt.layout import BookOptions
 from sheetgpt.load import load_model
 
 from helpers import SMALL_PROMPT, TINY_PROMPT
@@ -28,24 +33,26 @@ LONG_PROMPT = ("To be, or not to be, that is the question: whether 'tis nobler i
 # (model fixture and options, prompt) -> SHA-256 of the book's parts (see digest)
 DIGESTS = {
     ("tiny", "short"):
-        "e1546d7048da1a301f8e16c922005e8f6b0b4137fc6a01763a9015d838ddc7f9",
+        "fea85ff3e9c2c3412dbf0430bc02952702b6fb2fbf7f46338eeef4c1e4b85d92",
     ("tiny", "long"):
-        "07469e38d442010f71120d58411de375788c09322d35672569d8f6387be4d718",
+        "e0514b52297c56d329dea326c97377a857943c73e7541c9ed65b71adb8e7e8f5",
     ("small_dir", "short"):
-        "677f16b2a339081f82fb6c48c2f66a7e674a540899be4fe5af09ea2f4a2537d0",
+        "ee7b69b5769b91862f7afbc36461916e5e49bb62684fc22f18448b4500ff917f",
     ("small_dir", "long"):
-        "4297a7e2b07299af47edeb9411b056be177d64944c6a9b2cadf055d3a19a3822",
+        "4352d00f56002df429466514ed29f8b562e8b59b54cdca02b0a8378219b68067",
     ("hf_dir", "short"):
-        "04b8477c66c830f74cdc22e3a24505d2a66a55f605ead755fefdb51e63555bae",
+        "fff51351d64eed34627f68ed5d30b4fa43f0e88f374ccb775463bc8089a7711d",
     ("tiny-compact", "short"):
-        "3e4f94ce98e30955464d529529b487a6e839108a222f53122fc637da982d73b1",
+        "8da42551b67ddbcc8ff44d358c45deffaee2c70d08779fed75bff3bd85bce2c9",
     ("hf_dir", "long"):
-        "fc3a612f72ff90da3c7af18cc572a63c331cbc76582d376740a423eef5a3caef",
+        "1087f114b84fb1ffb8d16353a1e53649d1006fc3c7420adb653f59f33a4a5d78",
     ("tiny-typed", "short"):
-        "0ed2c38d37ba6efef231b1df78b37a788199d36a7a7488599ac8a3b401b59ca6",
+        "681f8617b40fe2d9d4e74d9959b05bd213c139c1082221b00a6dc4cb0b03a925",
+    ("tiny-probes", "short"):
+        "399b42ec701000efb1c421fc94ec6c8952255a4fc6230f0dc92ea65c8539d1a0",
 }
 SLOW_DIGESTS = {("small-random", "short"):
-        "05d271fc149673919b2513baba27b710386ac33e63cfd59a8c0d1f9fabc88eab"}
+        "0d3ac5187f5297c938f8ff8473a876110fd073811af4d79ad35a78c94217c326"}
 PROMPTS = {"short": {"tiny": TINY_PROMPT, "small_dir": SMALL_PROMPT, "hf_dir": TINY_PROMPT,
                      "small-random": TINY_PROMPT},
            "long": {"tiny": LONG_PROMPT, "small_dir": "The sheet is the sheet is", "hf_dir": LONG_PROMPT[:90]}}
@@ -75,9 +82,10 @@ def _model(kind: str, request: pytest.FixtureRequest):
 
 
 def _build(kind: str, length: str, request, out: Path) -> Path:
-    model, _, option = kind.rpartition("-") if kind.endswith(("-compact", "-typed")) else (kind, "", "")
+    model, _, option = kind.rpartition("-") if kind.endswith(("-compact", "-typed", "-probes")) else (kind, "", "")
+    options = BookOptions(generate=3, lens=True) if option == "probes" else BookOptions()
     build_workbook(_model(model, request), PROMPTS[length][model], out, progress=False, compact=option == "compact",
-                   typed_prompt=option == "typed")
+                   typed_prompt=option in ("typed", "probes"), options=options)
     return out
 
 
