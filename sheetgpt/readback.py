@@ -153,6 +153,9 @@ def load_book(path: str | Path, engine: str = "fast", progress: bool | None = No
     if values is None:
         values = evaluate(path, engine, progress, overrides)
     meta = read_meta(values)
+    if "generate" not in meta:  # every book since the controls sheet records it
+        raise UserError(f"{path} was made by an older sheetgpt ({meta.get('sheetgpt_version', '?')}), before the "
+                        "controls sheet: build it again with this version")
     try:
         n_merges = int(meta["n_merges"]) if "n_merges" in meta else None
         options = BookOptions(int(meta.get("generate") or 0), bool(meta.get("lens")))
