@@ -265,16 +265,19 @@ def _eval(args) -> int:
     if args.prompt is not None:
         from .readback import prompt_cell
         overrides.append(prompt_cell(args.book, args.prompt))
-    top, logits, about = evaluate_top(args.book, args.top, args.engine, _progress(args), overrides)
+    top, logits, about, written = evaluate_top(args.book, args.top, args.engine, _progress(args), overrides)
     if args.logits:
         try:
             np.save(args.logits, logits)
         except OSError as e:
             raise UserError(f"cannot write {args.logits}: {e.strerror or e}") from None
     if args.json:
-        print(json.dumps({"top": [vars(t) for t in top], "model": about}))
+        print(json.dumps({"top": [vars(t) for t in top], "model": about, "generated": written}))
         return 0
-    print(f"next token after the prompt, as the workbook computes it ({about}):")
+    if written is not None:
+        print(f"the workbook writes after the prompt: {written!r}")
+    print(f"next token after the {'generated text' if written is not None else 'prompt'}, as the workbook "
+          f"computes it ({about}):")
     for rank, t in enumerate(top, 1):
         print(f"{rank:>3}. {t.token!r:<20} id {t.id:>6}  p={t.prob:.4g}  logit={t.logit:.6g}")
     return 0

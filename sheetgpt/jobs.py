@@ -17,7 +17,7 @@ from .layout import BookOptions
 from .load import DEFAULT_MODEL, LoadedModel, load_model
 from .readback import load_book
 from .steering import read_vector, steering_vector
-from .steps.prediction import softmax, top_k
+from .steps.prediction import top_k
 
 LENS_DEFAULT_MAX_PARAMS = 50_000_000
 BIG_BOOK_CELLS = 10_000_000  # say up front how big the file will be
@@ -109,16 +109,20 @@ class Ranked:
 
 
 def evaluate_top(book: Path, k: int, engine: str = "fast", progress: bool | None = None,
-                 overrides: Sequence[CellOverride] = ()) -> tuple[list[Ranked], np.ndarray, str]:
-    """The workbook's own top-k next tokens, its last-position logits, and what its model
-    is; `overrides`: as if those cells held those values."""
+                 overrides: Sequence[CellOverride] = ()) -> tuple[list[Ranked], np.ndarray, str, str | None]:
+    """The workbook's own top-k next tokens, its last-position logits, what its model is,
+    and the text it generates (None: it does not); `overrides`: as if those cells held
+    those values."""
     if k < 1:
         raise UserError("--top must be at least 1")
     contents = load_book(book, engine, progress, overrides=overrides)
     logits = contents.numbers(contents.layout.blocks["logits"], "logit")[:, 0]
-    probs = softmax(logits)
+    probs = contents.numbers(contents.layout.blocks["next_probs"], "probability")[:, 0]  # at the book's temperature
     top = [Ranked(int(i), contents.token_text(int(i)), float(probs[i]), float(logits[i])) for i in top_k(logits, k)]
-    return top, logits, f"model {contents.model_name}: {contents.model_about}"
+    written = None
+    if contents.layout.options.generate:
+        written = "".join(contents.token_text(int(i)) for i in contents["generated"][:, 0] if not np.isnan(i))
+    return top, logits, f"model {contents.model_name}: {contents.model_about}", written
 
 
 def export(book: Path | None, model_spec: str | None, prompt: str | None, out_dir: Path,

@@ -262,3 +262,22 @@ def test_cli_check_set_switches_a_head_off(probe_book, tmp_path):
     blk = load_book(probe_book).layout.blocks["head_switches"]
     r = run_cli("check", str(probe_book), "--set", f"controls!{blk.cell(0, 0)}=0", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_cli_eval_shows_the_continuation_and_the_books_temperature(probe_book, hf64, model, tmp_path):
+    import json
+    blk = load_book(probe_book).layout.blocks["temperature"]
+    r = run_cli("eval", str(probe_book), "--prompt", PROMPTS[1], "--set", f"controls!{blk.cell(0, 0)}=0.5",
+                "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    ids = model.tokenizer.encode(PROMPTS[1])
+    want, logits = hf_generate(hf64, ids)
+    assert out["generated"] == "".join(model.tokenizer.token_text(i) for i in want[len(ids):])
+    import torch
+    with torch.no_grad():
+        last = hf64(torch.tensor([want])).logits[0, -1].numpy()
+    z = (last - last.max()) / 0.5
+    probs = np.exp(z) / np.exp(z).sum()
+    top = out["top"][0]
+    assert top["id"] == int(np.argmax(last)) and abs(top["prob"] - probs.max()) <= 1e-9
