@@ -209,23 +209,14 @@ def order_groups(groups: list[Group]) -> list[Group]:
     reads only earlier ones. Groups still caught are split into single cells, whose boxes
     are exact, and a cycle that remains is a real circular reference."""
     order, cyclic = _toposort(groups)
-    if not cyclic:
-        return order
     formula_sheets = {g.sheet for g in groups}
-    by_position = [g for g in groups if id(g) not in cyclic]
-    for g in groups:
-        if id(g) in cyclic:
-            by_position.extend(_split_by_position(g, formula_sheets))
-    order, cyclic = _toposort(by_position)
-    if not cyclic:
-        return order
-    singles = [g for g in by_position if id(g) not in cyclic]
-    for g in by_position:
-        if id(g) in cyclic:
-            singles.extend(g.split())
-    order, cyclic = _toposort(singles)
+    for split in (lambda g: _split_by_position(g, formula_sheets), Group.split):
+        if not cyclic:
+            return order
+        groups = [part for g in groups for part in (split(g) if id(g) in cyclic else [g])]
+        order, cyclic = _toposort(groups)
     if cyclic:
-        g = next(g for g in singles if id(g) in cyclic)
+        g = next(g for g in groups if id(g) in cyclic)
         raise CompileError(f"circular reference: cell {g.first_cell()} depends on itself "
                            f"(formula ={shorten(g.source)})")
     return order
