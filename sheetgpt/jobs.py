@@ -44,7 +44,8 @@ class Steering:
             raise UserError("give --steer TEXT_A TEXT_B or --steer-vector FILE.npy, not both")
         cfg = model.weights.config
         if not 0 <= self.layer <= cfg.n_layer:
-            raise UserError(f"--steer-layer {self.layer}: give 0 to {cfg.n_layer}")
+            raise UserError(f"--steer-layer {self.layer}: give 0 to {cfg.n_layer} (the stream entering that layer; "
+                            f"{cfg.n_layer}: after the last)")
         if not np.isfinite(self.coef):
             raise UserError("--steer-coef must be a finite number")
         out = {"steer_layer": np.array([[self.layer]], float), "steer_coef": np.array([[self.coef]], float)}

@@ -16,10 +16,7 @@ from .reference import forward
 def stream_entering(model: LoadedModel, text: str, layer: int) -> np.ndarray:
     """The mean over a text's positions of the residual stream entering `layer` ([D];
     layer n_layer: leaving the last layer)."""
-    cfg = model.weights.config
-    if not 0 <= layer <= cfg.n_layer:
-        raise UserError(f"--steer-layer {layer}: give 0 to {cfg.n_layer} (the stream entering that layer; "
-                        f"{cfg.n_layer}: after the last)")
+    cfg = model.weights.config  # the layer is checked where the options are read (jobs.Steering)
     ids = model.tokenizer.encode(text)
     if not 1 <= len(ids) <= cfg.n_ctx:
         raise UserError(f"--steer text {text!r}: give 1 to {cfg.n_ctx} tokens of text")
