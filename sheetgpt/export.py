@@ -163,10 +163,10 @@ def _prediction_bars(book: BookContents, step, facts: dict, out: Path) -> list[t
 
 def _merge_rounds(book: BookContents, step, facts: dict, out: Path) -> list[tuple[str, Figure]]:
     """The prompt's words merging, round by round (the typed prompt's tokenizer)."""
-    symbols, n_words = book[step.symbols.name].astype(int), int(book["n_words"][0, 0])
+    symbols, n_words = book[step.symbols.name], int(book["n_words"][0, 0])
     words = []
     for w in range(min(n_words, step.n_words, MAX_WORDS_DRAWN)):
-        rounds = [[book.token_text(int(i)) for i in symbols[k * step.n_words + w] if i >= 0]
+        rounds = [[book.token_text(int(i)) for i in symbols[step.band_rows(k)][w] if i >= 0]
                   for k in range(step.symbols.n_cols)]
         words.append([r for k, r in enumerate(rounds) if k == 0 or r != rounds[k - 1]])
     src = f"{IMG_DIR}/tok-bpe-rounds.png"

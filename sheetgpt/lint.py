@@ -142,6 +142,9 @@ def formula_problems(text: str, names: dict[str, str]) -> list[tuple[str, str]]:
                 problems.append(("elementwise-function", f"{name} applied to every cell of a range inside an "
                                  "array function: Gnumeric takes one cell instead; compute it in a cell per "
                                  "element and sum those"))
+            if name == "INDEX" and len(node.args) == 2 and _one_row(node.args[0], names):
+                problems.append(("index-one-row", "INDEX(row, n) of a one-row range: Excel and LibreOffice "
+                                 "take column n, Gnumeric row n (#REF!); write INDEX(row, 1, n)"))
             if facts.needs_prefix:
                 problems.append(("xlfn-prefix", f"{name} must be written _xlfn.{name} in the file, or Excel "
                                  "shows #NAME?"))
@@ -158,6 +161,14 @@ def formula_problems(text: str, names: dict[str, str]) -> list[tuple[str, str]]:
 
     walk(tree, False, False)
     return problems
+
+
+def _one_row(node, names: dict[str, str]) -> bool:
+    """Whether a reference (or a defined name's) is one row of several cells."""
+    if isinstance(node, Name):
+        target = names.get(node.name.upper())
+        node = parse_ref(target.lstrip("=")) if target else None
+    return isinstance(node, Ref) and node.shape[0] == 1 and node.shape[1] > 1
 
 
 def _facts(name: str) -> Function:

@@ -326,9 +326,13 @@ text comparison in spreadsheets ignores case, numbers do not.</p>
         super().__init__(layout)
         NW, W = words.n_rows, WORD_SLOTS
         self.n_words, self.tables, self.words = NW, tables, words
+        # an empty row between rounds: a round's formulas then never adjoin the next round's alike
+        # ones, so no spreadsheet joins them into one column group that reads itself (LibreOffice's
+        # threaded calculation computed the first cell of such a loop from a cell not yet computed)
+        self.stride = NW + 1
         self.add_sheet("tok_bpe", f"Tokenizer 3: byte-pair merges, one band of rows per round [{W} rounds x "
                                   f"{NW} words x {W} symbols]")
-        rows, col = W * NW, 2
+        rows, col = W * self.stride - 1, 2
         self.symbols = self.add_block("bpe_symbols", rows, W, note="The word's symbols after this many rounds, as "
                                       "token ids (-1: none).")
         self.text = self.symbols.part(col=col + W)
@@ -350,12 +354,17 @@ text comparison in spreadsheets ignores case, numbers do not.</p>
         self.read(words.starts, words.lengths, tables.keys, tables.ranks, tables.merged, vocab)
 
     def band(self, blk: Block, k: int, j0: int = 0, n_cols: int | None = None) -> Block:
-        return blk.part(row0=k * self.n_words, n_rows=self.n_words, col0=j0,
+        return blk.part(row0=k * self.stride, n_rows=self.n_words, col0=j0,
                         n_cols=blk.n_cols - j0 if n_cols is None else n_cols)
+
+    def band_rows(self, k: int) -> slice:
+        """Round k's rows in a block's array (the rows between rounds are empty)."""
+        return slice(k * self.stride, k * self.stride + self.n_words)
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         NW, W, V, none = self.n_words, WORD_SLOTS, self.layout.cfg.vocab_size, self.tables.none_rank
-        yield column(labels_column(self.symbols), (f"round {k}, word {w + 1}" for k in range(W) for w in range(NW)))
+        for k in range(W):
+            yield column(labels_column(self.band(self.symbols, k)), (f"round {k}, word {w + 1}" for w in range(NW)))
         for blk, what in ((self.symbols, "symbol"), (self.text, "text"), (self.work["bpe_pair_keys"], "pair"),
                           (self.work["bpe_key_rows"], "row"), (self.work["bpe_ranks"], "rank"),
                           (self.work["bpe_merges"], "merge?"), (self.work["bpe_out_slots"], "goes to"),
@@ -381,7 +390,8 @@ text comparison in spreadsheets ignores case, numbers do not.</p>
                 before = {b.name: self.band(b, k - 1) for b in (self.counts, merges, slots, emits)}
                 yield Formula(self.band(self.counts, k), f"{before['bpe_counts'].cell(0, 0)}-"
                                                          f"SUM({before['bpe_merges'].rows_ref(0)})", Style.INTEGER)
-                yield Formula(self.band(sym, k), f"IF({j}>{count},-1,INDEX({before['bpe_emits'].rows_ref(0)},"
+                # INDEX(row, 1, n): Gnumeric reads INDEX(row, n) as row n (#REF!), not column n
+                yield Formula(self.band(sym, k), f"IF({j}>{count},-1,INDEX({before['bpe_emits'].rows_ref(0)},1,"
                                                  f"MATCH({j},{before['bpe_out_slots'].rows_ref(0)},0)))", Style.INTEGER)
             right = self.band(sym, k).cell(0, 1)
             yield Formula(self.band(self.text, k), f"IF({at['s']}<0,\"\",INDEX(vocab_text,{at['s']}+1))",
@@ -402,7 +412,7 @@ text comparison in spreadsheets ignores case, numbers do not.</p>
 
     def _texts(self, k: int):
         def shown(v: Values, vocab) -> list:
-            ids = v[self.symbols.name][k * self.n_words:(k + 1) * self.n_words]
+            ids = v[self.symbols.name][self.band_rows(k)]
             return ["" if i < 0 else vocab(int(i)) for i in ids.ravel()]
         return shown
 
@@ -410,15 +420,15 @@ text comparison in spreadsheets ignores case, numbers do not.</p>
         NW, W, V, none = self.n_words, WORD_SLOTS, self.layout.cfg.vocab_size, self.tables.none_rank
         pairs = MergeTable.pairs(v, V)
         keys = v["merge_keys"][:, 0]
-        shape = (W * NW, W)
-        out = {n: np.zeros(shape) for n in (self.symbols.name, *self.work)}
-        counts, best = np.zeros((W * NW, 1)), np.zeros((W * NW, 1))
+        shape = (self.symbols.n_rows, W)
+        out = {n: np.full(shape, np.nan) for n in (self.symbols.name, *self.work)}  # NaN: the empty rows
+        counts, best = np.full((shape[0], 1), np.nan), np.full((shape[0], 1), np.nan)
         symbols0 = v["char_symbols"][:, 0].astype(np.int64)
         firsts, lengths = v["word_first_chars"][:, 0].astype(int), v["word_lengths"][:, 0].astype(int)
         for w in range(NW):
             word = [int(s) for s in symbols0[firsts[w] - 1:firsts[w] - 1 + min(lengths[w], W)]] if firsts[w] else []
             for k in range(W):
-                r = k * NW + w
+                r = k * self.stride + w
                 n = len(word)
                 row_syms = word + [-1] * (W - n)
                 key = [row_syms[j] * V + row_syms[j + 1] if j + 1 < n else -1 for j in range(W)]
@@ -527,8 +537,8 @@ their own over any of them.</p>
 
     def compute(self, v: Values) -> None:
         T, NW, W = self.layout.T, self.words.n_rows, WORD_SLOTS
-        last = v["bpe_symbols"][(W - 1) * NW:]
-        counts = v["bpe_counts"][(W - 1) * NW:, 0].astype(int)
+        last = v["bpe_symbols"][self.bpe.band_rows(W - 1)]
+        counts = v["bpe_counts"][self.bpe.band_rows(W - 1), 0].astype(int)
         offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
         needed = int(counts.sum())
         n = min(needed, T)
