@@ -56,8 +56,9 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
     overrides = list(overrides)
     if prompt is not None and values is None and "prompt" in read_defined_names(Path(path))[1]:
         overrides.append(prompt_cell(path, prompt))
-    book = load_book(path, engine, progress, architecture, overrides, values)
+    book = load_book(path, engine, progress, architecture, overrides, values, lenient=True)
     inputs: list[str] = [f"as if {o.sheet}!{cell_name(o.row, o.col)} held {o.shown}" for o in overrides]
+    inputs += [f"{engine} engine: {p}; the cells show #VALUE!" for p in book.values.problems]
     first: dict | None = None
     typed = book.layout.typed_prompt
     if model is not None:
@@ -69,10 +70,12 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
         status = book.values.value(*_cell_of(book.layout.blocks["prompt_status"]))
         inputs.append(f"the prompt cell's tokenizer says: {status}")
     text = prompt if prompt is not None else (book.prompt or "") if typed else None
-    if text is not None:  # a typed prompt: the sheet's ids must be the Python tokenizer's for its text
-        msg, where = _compare_prompt(book, text, tokenizer or (model.tokenizer if model is not None else None))
+    prompt_failure = None  # in a typed book the tokenizer's own steps, compared below, come first
+    if text is not None:  # the sheet's ids must be the Python tokenizer's for its text
+        msg, prompt_failure = _compare_prompt(book, text, tokenizer or (model.tokenizer if model is not None else None))
         inputs.append(msg)
-        first = first or where
+        if not typed:
+            first = first or prompt_failure
     given = book.given()
     if temperature_status(given) != TEMPERATURE_OK:
         blk = book.layout.blocks["temperature"]
@@ -88,6 +91,7 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
     for result in steps + shown + labels:
         if not result.ok and first is None:
             first = {"step": result.name, "sheet": result.sheet, "cell": result.cell}
+    first = first or prompt_failure
     foreign = foreign_formulas(book.values, cells)
     if foreign and first is None:  # nothing says what such a cell must show
         first = {"step": "foreign", "sheet": foreign[0]["sheet"], "cell": foreign[0]["cell"]}
@@ -170,10 +174,10 @@ def _compare_prompt(book: BookContents, prompt: str, tokenizer) -> tuple[str, di
     tokenizer's for `prompt` (the model's; else the book's own vocabulary and merges)."""
     tokenizer = tokenizer or book_tokenizer(book)
     want = tokenizer.encode(prompt)
-    if book.layout.typed_prompt:
+    if book.layout.typed_prompt:  # computed: a cell holding no id is None here (its step names it)
         blk = book.layout.blocks["prompt_ids"]
-        n = int(book.numbers(book.layout.blocks["n_tokens"])[0, 0])
-        got = [int(x) for x in book.numbers(blk)[:n, 0]]
+        n = _whole(book, book.layout.blocks["n_tokens"])[0]
+        got = _whole(book, blk)[:n if n is not None else blk.n_rows]
     else:
         blk, got = book.layout.blocks["tokens"], book.ids
     for t in range(max(len(want), len(got))):
@@ -185,6 +189,12 @@ def _compare_prompt(book: BookContents, prompt: str, tokenizer) -> tuple[str, di
                     f"({len(got)} vs {len(want)} tokens)",
                     {"step": blk.name, "sheet": blk.sheet, "cell": cell})
     return f"token ids are exactly those of the prompt ({len(want)} tokens)", None
+
+
+def _whole(book: BookContents, blk: Block) -> list[int | None]:
+    """A column block's whole numbers, None where a cell holds anything else."""
+    got, _ = book.values.numbers(blk.sheet, blk.row, blk.col, blk.n_rows, 1)
+    return [int(x) if np.isfinite(x) and x == int(x) else None for x in got[:, 0]]
 
 
 def book_tokenizer(book: BookContents) -> Tokenizer:

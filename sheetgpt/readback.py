@@ -143,15 +143,17 @@ def read_defined_names(path: Path) -> tuple[list[str], dict[str, str]]:
 
 def load_book(path: str | Path, engine: str = "fast", progress: bool | None = None,
               architecture: Callable | None = None, overrides: Sequence[CellOverride] = (),
-              values: EvaluatedBook | None = None) -> BookContents:
+              values: EvaluatedBook | None = None, lenient: bool = False) -> BookContents:
     """Evaluate a sheetgpt workbook (as if the cells of `overrides` held their values) and
-    read its config, weights and token ids; `values`: the book already evaluated."""
+    read its config, weights and token ids; `values`: the book already evaluated.
+    `lenient` (check): a formula the engine cannot compute shows an error value, and a
+    typed-prompt book's computed ids are not required to be ids (check compares them)."""
     path = Path(path)
     sheets, names = read_defined_names(path)
     if META_SHEET not in sheets or "tokens" not in names or "logits" not in names:
         raise UserError(f"{path} was not made by sheetgpt (no {META_SHEET} sheet or tokens/logits names)")
     if values is None:
-        values = evaluate(path, engine, progress, overrides)
+        values = evaluate(path, engine, progress, overrides, lenient)
     meta = read_meta(values)
     if "generate" not in meta:  # every book since the controls sheet records it
         raise UserError(f"{path} was made by an older sheetgpt ({meta.get('sheetgpt_version', '?')}), before the "
@@ -168,7 +170,10 @@ def load_book(path: str | Path, engine: str = "fast", progress: bool | None = No
                             f"{names.get(name)!r}; the workbook's structure was changed")
     shapes = param_shapes(layout.cfg)
     params = {param: _numbers(values, blk, "weight").reshape(shapes[param]) for param, blk in layout.weights.items()}
-    ids = _read_ids(values, layout.blocks["tokens"], layout.cfg.vocab_size)
+    if lenient and layout.typed_prompt:  # computed by the book's tokenizer: check compares them, step by step
+        ids = _computed_ids(values, layout.blocks["tokens"], layout.cfg.vocab_size)
+    else:
+        ids = _read_ids(values, layout.blocks["tokens"], layout.cfg.vocab_size)
     return BookContents(layout, GPT2Weights(layout.cfg, params), ids, values, meta)
 
 
@@ -193,6 +198,14 @@ def _numbers(values: EvaluatedBook, blk: Block, what: str) -> np.ndarray:
         i, j = np.argwhere(np.isnan(arr))[0]
         raise UserError(f"{what} cell {blk.sheet}!{blk.cell(int(i), int(j))} is empty")
     return arr
+
+
+def _computed_ids(values: EvaluatedBook, blk: Block, vocab_size: int) -> list[int]:
+    """The ids a typed-prompt book computed, 0 where a cell holds no id (its step names it)."""
+    got, _ = values.numbers(blk.sheet, blk.row, blk.col, blk.n_rows, blk.n_cols)
+    ids = np.nan_to_num(got[:, 0], nan=-1.0, posinf=-1.0, neginf=-1.0)
+    valid = (ids == np.round(ids)) & (ids >= 0) & (ids < vocab_size)
+    return [int(v) if ok else 0 for v, ok in zip(ids, valid)]
 
 
 def _read_ids(values: EvaluatedBook, blk: Block, vocab_size: int) -> list[int]:

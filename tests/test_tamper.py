@@ -12,7 +12,8 @@ block, over every step the layout names.
 - changes nothing (or only within the tolerance, or only cells outside the steps): check
   must pass (or flag only a portability finding);
 - makes a formula unparsable, or uses a function the engine does not know, or builds a
-  circular reference: bad input, a one-line UserError naming the cell.
+  circular reference: the engine shows #VALUE! there, so check fails naming the cell
+  (a sheetgpt book with one formula changed is never bad input).
 
 Weights and token ids are inputs: a changed weight passes check but fails `model=M` at
 that weight's cell; a changed token id fails `prompt=TEXT` at that token's cell.
@@ -711,10 +712,19 @@ def test_mutations_that_change_nothing_pass(default_run):
     assert not run.of("wrongly_failed"), "\n".join(run.of("wrongly_failed"))
 
 
-def test_bad_formulas_are_one_line_user_errors(default_run):
+def _bad_formula(what: str) -> bool:
+    """A mutation the engine cannot compute: broken syntax or a function it does not know."""
+    return what.startswith("syntax broken") or any(what.endswith(f"-> {fn}") for fn in UNKNOWN)
+
+
+def test_bad_formulas_are_changed_cells(default_run):
+    """A formula the engine cannot compute shows #VALUE! (as in a spreadsheet): a sheetgpt book
+    with one formula changed, so check fails naming the cell (exit 1), never bad input."""
     run = default_run
-    assert run.counts["bad_input"] >= 10
-    assert not run.of("unclear_error"), "\n".join(run.of("unclear_error"))
+    bad = [(m, o) for m, o in run.outcomes if _bad_formula(o.detail)]
+    assert len(bad) >= 10
+    assert all(o.category == "caught" for _, o in bad), [o.detail for _, o in bad if o.category != "caught"]
+    assert not run.of("bad_input", "unclear_error"), "\n".join(run.of("bad_input", "unclear_error"))
 
 
 def test_no_mutation_crashes_the_engine(default_run):

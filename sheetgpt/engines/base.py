@@ -52,7 +52,10 @@ class CellOverride:
 class EvaluatedBook(ABC):
     """An evaluated workbook: the values every engine computed, and what the file itself
     says (sheets, defined names, formulas, extents), the same whichever engine ran.
-    Rows and columns are 1-based."""
+    Rows and columns are 1-based. `problems`: formulas the engine could not compute (their
+    cells hold an error value), one line each."""
+
+    problems: list[str] = []
 
     @abstractmethod
     def value(self, sheet: str, row: int, col: int) -> object:

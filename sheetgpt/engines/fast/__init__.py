@@ -15,7 +15,7 @@ from ...errors import UserError
 from ..base import CellOverride
 from ...progress import Progress
 from .book import FastBook, FileBook, FileStructure
-from .compiler import CompileError, compile_groups, order_groups, shorten
+from .compiler import CompileError, compile_groups, error_group, order_groups, shorten
 from .evaluator import evaluate_group
 from .functions import FUNCTIONS
 from .parser import (MAX_FORMULA_CHARS, Binary, Bool, Call, Err, FormulaError, Missing, Name, Num, Ref, Str, Unary,
@@ -25,17 +25,27 @@ from .registry import REGISTRY, Function
 from .values import EvalError
 
 
-def evaluate_fast(path: str | Path, progress: bool | None = None, overrides: Sequence[CellOverride] = ()) -> FastBook:
+def evaluate_fast(path: str | Path, progress: bool | None = None, overrides: Sequence[CellOverride] = (),
+                  lenient: bool = False) -> FastBook:
     """Read the workbook and compute all its formulas from scratch, as if the cells of
-    `overrides` held their values."""
+    `overrides` held their values. A formula this engine cannot compute (unknown function,
+    circular reference, unsupported arguments) is a one-line UserError, or with `lenient`
+    shows #VALUE! in its cells, as a spreadsheet shows an error, and is listed in the
+    book's `problems`."""
     with Progress(total=0, desc="reading sheets", enabled=progress, unit="sheet") as bar:
         wb = read_workbook(path, progress=lambda name: bar.update(1))
+    type_into(wb, overrides)
+    problems: list[str] | None = [] if lenient else None
+    _evaluate_all(wb, _compile(wb, problems), progress, problems)
+    return FastBook(wb, problems=problems or [])
+
+
+def type_into(wb: Workbook, overrides: Sequence[CellOverride]) -> None:
+    """The cells hold these values, formulas replaced (as typing into them does)."""
     for o in overrides:
         if o.sheet not in wb.sheets:
             raise UserError(f"--set {o}: the workbook has no sheet {o.sheet!r}")
         wb.sheets[o.sheet].put(o.row - 1, o.col - 1, o.value)
-    _evaluate_all(wb, _compile(wb), progress)
-    return FastBook(wb)
 
 
 class Recalculation:
@@ -68,25 +78,30 @@ class Recalculation:
         return FastBook(self._wb)
 
 
-def _compile(wb: Workbook) -> list:
+def _compile(wb: Workbook, problems: list[str] | None = None) -> list:
+    tell = None if problems is None else problems.append
     try:
-        return order_groups(compile_groups(wb, FUNCTIONS))
+        return order_groups(compile_groups(wb, FUNCTIONS, tell), tell)
     except FormulaError as e:
         raise UserError(str(e)) from None
 
 
-def _evaluate_all(wb: Workbook, groups: list, progress: bool | None) -> None:
+def _evaluate_all(wb: Workbook, groups: list, progress: bool | None, problems: list[str] | None = None) -> None:
     total = sum(len(g) for g in groups)
     with Progress(total=total, desc="evaluating formulas", enabled=progress) as bar:
         for g in groups:
             try:
                 evaluate_group(wb.sheets, g)
             except EvalError as e:
-                raise UserError(f"cannot evaluate cell {g.first_cell()} (formula ={shorten(g.source)}): {e}") from None
+                message = f"cannot evaluate cell {g.first_cell()} (formula ={shorten(g.source)}): {e}"
+                if problems is None:
+                    raise UserError(message) from None
+                problems.append(message)
+                evaluate_group(wb.sheets, error_group(g.sheet, g.rows, g.cols, g.source))
             bar.update(len(g))
 
 
 __all__ = ["Binary", "Bool", "Call", "CompileError", "Err", "EvalError", "FUNCTIONS", "FastBook", "FileBook",
            "FileError", "FileStructure", "FormulaError", "Function", "MAX_FORMULA_CHARS", "Missing", "Name", "Num",
            "REGISTRY", "Recalculation", "Ref", "Str", "Unary", "Workbook", "allow_deep_formulas", "compile_groups", "evaluate_fast",
-           "order_groups", "parse", "parse_ref", "read_workbook", "shorten"]
+           "order_groups", "parse", "parse_ref", "read_workbook", "shorten", "type_into"]

@@ -97,11 +97,13 @@ class FileBook(EvaluatedBook):
 class FastBook(FileBook):
     """Values held by a reader Workbook: computed by evaluate_fast (or by LibreOffice, whose
     results replace the formula sheets); unevaluated, only the file's constants. The
-    formulas are those of `structure` (by default: wb's own)."""
+    formulas are those of `structure` (by default: wb's own). `problems`: formulas the
+    engine could not compute, whose cells show #VALUE! (lenient evaluation)."""
 
-    def __init__(self, wb: Workbook, structure: FileStructure | None = None):
+    def __init__(self, wb: Workbook, structure: FileStructure | None = None, problems: list[str] | None = None):
         super().__init__(structure if structure is not None else FileStructure.of(wb))
         self._wb = wb
+        self.problems = problems or []
 
     def _sheet(self, sheet: str) -> Sheet:
         try:

@@ -119,9 +119,14 @@ class _Acc:
     source: str = ""
 
 
-def compile_groups(wb: Workbook, functions: Mapping[str, Callable]) -> list[Group]:
+Problems = Callable[[str], None]  # told of each formula that cannot be computed, which then shows #VALUE!
+
+
+def compile_groups(wb: Workbook, functions: Mapping[str, Callable], problems: Problems | None = None) -> list[Group]:
     """All formula cells of the workbook as groups (not yet ordered); `functions` are the
-    implementations by name (a call to any other is an error)."""
+    implementations by name (a call to any other is an error). `problems`: a formula that
+    cannot be compiled is reported there and its cells show #VALUE! (as a spreadsheet
+    shows an error in the cell); without it, it raises CompileError."""
     allow_deep_formulas()
     groups: list[Group] = []
     names = {k.upper(): v for k, v in wb.names.items()}
@@ -129,13 +134,17 @@ def compile_groups(wb: Workbook, functions: Mapping[str, Callable]) -> list[Grou
     for sheet in wb.sheets.values():
         for si, shared in sheet.shared.items():
             where = f"{sheet.name}!{cell_name(shared.row + 1, shared.col + 1)}"
+            rows, cols = np.asarray(shared.rows, np.int64), np.asarray(shared.cols, np.int64)
             try:
                 tree, refs = _templatize(parse(shared.text), sheet.name, sheets, functions, names)
-            except FormulaError as e:
-                raise CompileError(f"cell {where}: {e} (formula ={shorten(shared.text)})") from None
-            rows, cols = np.asarray(shared.rows, np.int64), np.asarray(shared.cols, np.int64)
-            groups.extend(_shared_groups(sheet.name, tree, refs, rows, cols, shared.row, shared.col,
-                                         shared.text, where))
+                groups.extend(_shared_groups(sheet.name, tree, refs, rows, cols, shared.row, shared.col,
+                                             shared.text, where))
+            except (FormulaError, CompileError) as e:
+                message = str(e) if isinstance(e, CompileError) else f"cell {where}: {e} (formula ={shorten(shared.text)})"
+                if problems is None:
+                    raise CompileError(message) from None
+                problems(message)
+                groups.append(error_group(sheet.name, rows, cols, shared.text))
         plain: dict[tuple, _Acc] = defaultdict(_Acc)
         cache: dict[str, tuple[object, list]] = {}
         cells = [(r, c, t, False) for r, c, t in sheet.formulas] + [(r, c, t, True) for r, c, t in sheet.array_formulas]
@@ -144,8 +153,11 @@ def compile_groups(wb: Workbook, functions: Mapping[str, Callable]) -> list[Grou
                 try:
                     cache[text] = _templatize(parse(text), sheet.name, sheets, functions, names)
                 except FormulaError as e:
-                    raise CompileError(f"cell {sheet.name}!{cell_name(row + 1, col + 1)}: {e} "
-                                       f"(formula ={shorten(text)})") from None
+                    message = f"cell {sheet.name}!{cell_name(row + 1, col + 1)}: {e} (formula ={shorten(text)})"
+                    if problems is None:
+                        raise CompileError(message) from None
+                    problems(message)
+                    cache[text] = (Err("#VALUE!"), [])
             tree, refs = cache[text]
             key = (tree, tuple((s, r.shape) for s, r in refs), array)
             acc = plain[key]
@@ -164,6 +176,11 @@ def compile_groups(wb: Workbook, functions: Mapping[str, Callable]) -> list[Grou
                                 [np.asarray(r, np.int64) for r in acc.r0], [np.asarray(c, np.int64) for c in acc.c0],
                                 array=array, source=acc.source))
     return groups
+
+
+def error_group(sheet: str, rows: np.ndarray, cols: np.ndarray, text: str) -> Group:
+    """Cells that show #VALUE!: their formula could not be computed."""
+    return Group(sheet, rows, cols, Err("#VALUE!"), [], [], [], [], source=text)
 
 
 def _shared_groups(sheet: str, tree, refs, rows, cols, mrow, mcol, text, where) -> list[Group]:
@@ -199,7 +216,7 @@ def _shared_groups(sheet: str, tree, refs, rows, cols, mrow, mcol, text, where) 
 
 
 # -- ordering -----------------------------------------------------------------------------
-def order_groups(groups: list[Group]) -> list[Group]:
+def order_groups(groups: list[Group], problems: Problems | None = None) -> list[Group]:
     """Groups in an order where each comes after every group it reads from.
 
     Dependencies are found by bounding boxes. Groups caught in a cycle of boxes are split
@@ -207,7 +224,8 @@ def order_groups(groups: list[Group]) -> list[Group]:
     columns (a book's steps hold positions in rows, its transposed keys in columns), but
     only where the cells read different formula cells; a generated token's position then
     reads only earlier ones. Groups still caught are split into single cells, whose boxes
-    are exact, and a cycle that remains is a real circular reference."""
+    are exact, and a cycle that remains is a real circular reference: CompileError, or
+    with `problems` reported there, its cells showing #VALUE! (and what reads them)."""
     order, cyclic = _toposort(groups)
     formula_sheets = {g.sheet for g in groups}
     for split in (lambda g: _split_by_position(g, formula_sheets), Group.split):
@@ -217,8 +235,12 @@ def order_groups(groups: list[Group]) -> list[Group]:
         order, cyclic = _toposort(groups)
     if cyclic:
         g = next(g for g in groups if id(g) in cyclic)
-        raise CompileError(f"circular reference: cell {g.first_cell()} depends on itself "
-                           f"(formula ={shorten(g.source)})")
+        message = f"circular reference: cell {g.first_cell()} depends on itself (formula ={shorten(g.source)})"
+        if problems is None:
+            raise CompileError(message)
+        problems(message)
+        groups = [error_group(g.sheet, g.rows, g.cols, g.source) if id(g) in cyclic else g for g in groups]
+        order, cyclic = _toposort(groups)
     return order
 
 
