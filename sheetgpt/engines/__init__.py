@@ -17,27 +17,30 @@ ENGINES = ("fast", "formulas", "libreoffice", "ironcalc", "gnumeric")
 
 
 def evaluate(path: str | Path, engine: str = "fast", progress: bool | None = None,
-             overrides: Sequence[CellOverride] = ()) -> EvaluatedBook:
+             overrides: Sequence[CellOverride] = (), lenient: bool = False) -> EvaluatedBook:
     """Recalculate every formula of the workbook at `path` with the named engine, as if the
-    cells of `overrides` held their values (our own engine only: the others read files)."""
-    if overrides and engine != "fast":
-        raise UserError(f"--set and --prompt work with the fast engine (the default), not with --engine {engine}: "
-                        "to try a change there, type it into the book and save it")
+    cells of `overrides` held their values (LibreOffice and IronCalc: typed in after a
+    fresh open, through the program; Gnumeric: written into the file it opens).
+    `lenient`: a formula our engine cannot compute shows #VALUE! instead of raising (the
+    other programs show their own error values anyway)."""
+    if overrides and engine == "formulas":
+        raise UserError("--set and --prompt do not work with --engine formulas: type the change into the book and "
+                        "save it, or use another engine")
     if engine == "fast":
         from .fast import evaluate_fast
-        return evaluate_fast(Path(path), progress, overrides)
+        return evaluate_fast(Path(path), progress, overrides, lenient)
     if engine == "libreoffice":
         from .libreoffice import evaluate_with_libreoffice
-        return evaluate_with_libreoffice(Path(path), progress)
+        return evaluate_with_libreoffice(Path(path), progress, overrides=overrides)
     if engine == "formulas":
         from .formulas_engine import evaluate_with_formulas
         return evaluate_with_formulas(Path(path), progress)
     if engine == "ironcalc":
         from .peers import evaluate_with_ironcalc
-        return evaluate_with_ironcalc(Path(path), progress)
+        return evaluate_with_ironcalc(Path(path), progress, overrides=overrides)
     if engine == "gnumeric":
         from .peers import evaluate_with_gnumeric
-        return evaluate_with_gnumeric(Path(path), progress)
+        return evaluate_with_gnumeric(Path(path), progress, overrides=overrides)
     raise ValueError(f"unknown engine {engine!r}: choose from {', '.join(ENGINES)}")
 
 

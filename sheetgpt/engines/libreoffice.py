@@ -15,12 +15,13 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from ..errors import UserError
 from .base import CellOverride
-from .fast import FastBook, FileStructure
+from .fast import FastBook, FileStructure, type_into
 from .fast.reader import EMPTY, ERR, NUM, STR, Sheet, read_workbook
 
 INSTALL_HINT = ("install it with: apt-get install -y --no-install-recommends libreoffice-calc-nogui python3-uno "
@@ -40,13 +41,19 @@ def find_libreoffice() -> tuple[str, str]:
     raise UserError(f"LibreOffice's Python bridge (uno) is missing; {INSTALL_HINT}")
 
 
-def evaluate_with_libreoffice(path: Path, progress: bool | None = None,
-                              timeout: float = DEFAULT_TIMEOUT) -> FastBook:
+def evaluate_with_libreoffice(path: Path, progress: bool | None = None, timeout: float = DEFAULT_TIMEOUT,
+                              overrides: Sequence[CellOverride] = ()) -> FastBook:
+    """The book as LibreOffice computes it on a fresh open; `overrides`: then typed into
+    their cells (as a person types) and recalculated."""
     wb = read_workbook(path)  # the constants
+    type_into(wb, overrides)
     structure = FileStructure.of(wb)  # the formulas, kept: LibreOffice's dumps hold values only
     names = [name for name, s in structure.sheets.items() if s.single_cell or s.shared]
     with tempfile.TemporaryDirectory(prefix="sheetgpt-lo-") as tmp:
         tmp_path = Path(tmp)
+        if overrides:
+            (tmp_path / "edits.json").write_text(json.dumps([[o.sheet, o.row - 1, o.col - 1, o.value]
+                                                             for o in overrides]))
         _run_libreoffice(path, tmp_path, names, None, timeout)
         for i, name in enumerate(names):
             wb.sheets[name] = _load_dump(name, tmp_path / str(i))

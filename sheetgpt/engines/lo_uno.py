@@ -3,7 +3,9 @@
     python3 lo_uno.py BOOK.xlsx OUT_DIR PROFILE_DIR SHEETS.json [RUNS.json]
 
 Starts LibreOffice headless with its own profile (set to always recalculate OOXML files
-on load, so cached values are never used), loads BOOK, recalculates everything, and
+on load, so cached values are never used), loads BOOK, recalculates everything (then,
+if OUT_DIR/edits.json exists, types its [[sheet, row, col, value], ...] into the cells
+and recalculates what they change, as after a person's edit), and
 writes for each sheet named in SHEETS.json the used area as float64 (OUT_DIR/<i>.bin,
 NaN where not a number) plus OUT_DIR/<i>.json: shape, texts and error codes by cell.
 With RUNS.json ({"runs": [[[sheet, row, col, value], ...], ...], "read": [[sheet, row,
@@ -74,6 +76,11 @@ def main():
         if doc is None:
             raise SystemExit("LibreOffice could not open the workbook")
         doc.calculateAll()
+        edits_file = os.path.join(out_dir, "edits.json")
+        if os.path.exists(edits_file):  # typed in after the fresh open, then recalculated as a person sees it
+            with open(edits_file) as f:
+                type_in(doc, json.load(f))
+            doc.calculate()
         with open(sheets_file) as f:
             names = json.load(f)
         for i, name in enumerate(names):
@@ -82,12 +89,7 @@ def main():
             with open(sys.argv[5]) as f:
                 runs = json.load(f)
             for i, edits in enumerate(runs["runs"]):
-                for sheet, row, col, value in edits:
-                    cell = doc.Sheets.getByName(sheet).getCellByPosition(col, row)
-                    if isinstance(value, str):
-                        cell.setString(value)
-                    else:
-                        cell.setValue(value)
+                type_in(doc, edits)
                 doc.calculateAll()
                 with open(os.path.join(out_dir, "run%d.json" % i), "w") as f:
                     json.dump([read(doc.Sheets.getByName(s).getCellRangeByPosition(c, r, c + w - 1, r + h - 1))
@@ -102,6 +104,16 @@ def main():
             office.wait(timeout=20)
         except subprocess.TimeoutExpired:
             office.kill()
+
+
+def type_in(doc, edits):
+    """[[sheet, row, col, value], ...] (0-based) typed into the cells."""
+    for sheet, row, col, value in edits:
+        cell = doc.Sheets.getByName(sheet).getCellByPosition(col, row)
+        if isinstance(value, str):
+            cell.setString(value)
+        else:
+            cell.setValue(value)
 
 
 def read(cells):

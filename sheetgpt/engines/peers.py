@@ -9,50 +9,77 @@ Gnumeric 1.12 silently misplaces such cells, so a compact book is refused up fro
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Sequence
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
 
+from ..a1 import cell_name
 from ..errors import UserError
-from .fast import FastBook, FileStructure
+from .base import CellOverride
+from .fast import FastBook, FileStructure, type_into
 from .fast.reader import Sheet, read_workbook
 
 DEFAULT_TIMEOUT = 1800.0
-# IronCalc prints a line per formula cell without a cached value on stdout: run it silenced
+# IronCalc prints a line per formula cell without a cached value on stdout: run it silenced.
+# Typed values (JSON [[sheet, row, col, value], ...], 0-based) go in after the first
+# evaluation, through IronCalc's own API, as a person types into the opened book.
 _IRONCALC = """
-import sys, ironcalc
+import json, sys, ironcalc
 model = ironcalc.load_from_xlsx(sys.argv[1], "en", "UTC")
 model.evaluate()
+edits = json.loads(sys.argv[3])
+if edits:
+    sheets = [p["name"] for p in model.get_worksheets_properties()]
+    for sheet, row, col, value in edits:
+        at = (sheets.index(sheet), row + 1, col + 1)
+        model.update_cell_with_text(*at, value) if isinstance(value, str) else model.update_cell_with_number(*at, value)
+    model.evaluate()
 model.save_to_xlsx(sys.argv[2])
 """
 
 
-def evaluate_with_ironcalc(path: Path, progress: bool | None = None, timeout: float = DEFAULT_TIMEOUT) -> FastBook:
+def evaluate_with_ironcalc(path: Path, progress: bool | None = None, timeout: float = DEFAULT_TIMEOUT,
+                           overrides: Sequence[CellOverride] = ()) -> FastBook:
     if importlib.util.find_spec("ironcalc") is None:
         raise UserError("IronCalc is not installed; install it with: pip install ironcalc")
-    return _recalculated(path, "IronCalc", lambda src, dst: [sys.executable, "-c", _IRONCALC, src, dst], timeout)
+    edits = json.dumps([[o.sheet, o.row - 1, o.col - 1, o.value] for o in overrides])
+    return _recalculated(path, "IronCalc", lambda src, dst: [sys.executable, "-c", _IRONCALC, src, dst, edits],
+                         timeout, overrides)
 
 
-def evaluate_with_gnumeric(path: Path, progress: bool | None = None, timeout: float = DEFAULT_TIMEOUT) -> FastBook:
+def evaluate_with_gnumeric(path: Path, progress: bool | None = None, timeout: float = DEFAULT_TIMEOUT,
+                           overrides: Sequence[CellOverride] = ()) -> FastBook:
+    """Gnumeric's ssconvert cannot be typed into: the values are written into the copy of
+    the file it opens, as a book saved after typing them."""
     ssconvert = shutil.which("ssconvert")
     if ssconvert is None:
         raise UserError("Gnumeric (ssconvert) is not installed; install it with: apt-get install -y gnumeric")
     return _recalculated(path, "Gnumeric",
-                         lambda src, dst: [ssconvert, "--recalc", "-T", "Gnumeric_Excel:xlsx2", src, dst], timeout)
+                         lambda src, dst: [ssconvert, "--recalc", "-T", "Gnumeric_Excel:xlsx2", src, dst], timeout,
+                         overrides, typed_into_file=True)
 
 
-def _recalculated(path: Path, program: str, command, timeout: float) -> FastBook:
+def _recalculated(path: Path, program: str, command, timeout: float, overrides: Sequence[CellOverride] = (),
+                  typed_into_file: bool = False) -> FastBook:
     if not every_cell_named(path):
         raise UserError(f"{path} has cells without their address (built with --compact): {program} cannot read "
                         "it correctly; build it without --compact")
     wb = read_workbook(path)  # the constants
+    type_into(wb, overrides)
     structure = FileStructure.of(wb)  # the formulas: the other program's file holds values only
     with tempfile.TemporaryDirectory(prefix="sheetgpt-peer-") as tmp:
         out = Path(tmp) / "values.xlsx"
+        if overrides and typed_into_file:
+            path = with_values(path, overrides, Path(tmp) / "typed.xlsx")
         try:
             proc = subprocess.run(command(str(Path(path).resolve()), str(out)), stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True, timeout=timeout, env=_quiet_env())
@@ -65,6 +92,39 @@ def _recalculated(path: Path, program: str, command, timeout: float) -> FastBook
         for name, sheet in _cached_values(out, formula_sheets).items():
             wb.sheets[name] = sheet
     return FastBook(wb, structure)
+
+
+def with_values(path: Path, overrides: Sequence[CellOverride], out: Path) -> Path:
+    """A copy of the book with these cells holding these values (each must be in the file)."""
+    parts = sheet_parts(path)
+    edited: dict[str, str] = {}
+    for o in overrides:
+        part = parts[o.sheet]
+        xml = edited.get(part) or zipfile.ZipFile(path).read(part).decode("utf-8")
+        ref = cell_name(o.row, o.col)
+        cell = re.search(rf'<c r="{ref}"(?: [^>]*?)?(?:/>|>.*?</c>)', xml, re.S)
+        if cell is None:
+            raise UserError(f"--set {o}: {ref} is not a cell of the file's sheet {o.sheet!r}")
+        value = (f'<c r="{ref}" t="inlineStr"><is><t xml:space="preserve">{escape(o.value)}</t></is></c>'
+                 if isinstance(o.value, str) else f'<c r="{ref}"><v>{o.value!r}</v></c>')
+        edited[part] = xml[:cell.start()] + value + xml[cell.end():]
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as dst:
+        for info in src.infolist():
+            data = edited[info.filename].encode("utf-8") if info.filename in edited else src.read(info)
+            dst.writestr(info, data)
+    return out
+
+
+def sheet_parts(path: Path) -> dict[str, str]:
+    """Sheet name -> its part in the zip (xl/worksheets/...)."""
+    ns = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+    rel = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+    with zipfile.ZipFile(path) as z:
+        book = ElementTree.fromstring(z.read("xl/workbook.xml"))
+        rels = ElementTree.fromstring(z.read("xl/_rels/workbook.xml.rels"))
+    targets = {r.get("Id"): r.get("Target", "") for r in rels}
+    return {s.get("name"): "xl/" + targets[s.get(rel)].lstrip("/").removeprefix("xl/")
+            for s in book.iter(ns + "sheet")}
 
 
 def every_cell_named(path: Path, probe: int = 1 << 16) -> bool:
