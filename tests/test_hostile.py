@@ -339,9 +339,10 @@ def _build_cases(src: Path, d: Path, url: str, marker: Path) -> dict[str, Path]:
 
 
 # What each command must do. "refused": exit 2 and one stderr line. "flagged": lint's finding
-# (exit 1, stdout naming a keyword). Entries with a BUG are strict xfails.
+# (exit 1, stdout naming a keyword). "failed": check's FAIL (exit 1: a formula it cannot
+# compute shows #VALUE! and is named), or a refusal. Entries with a BUG are strict xfails.
 REFUSED = {"check": "refused", "eval": "refused", "lint": "refused"}
-FLAGGED = {"check": "refused", "eval": "refused", "lint": "flagged"}
+FLAGGED = {"check": "failed", "eval": "refused", "lint": "flagged"}
 CASES = {
     "truncated": REFUSED, "truncated_end": REFUSED, "not_a_zip": REFUSED, "empty": REFUSED, "bad_crc": REFUSED,
     "workbook_not_well_formed": REFUSED,
