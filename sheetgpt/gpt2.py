@@ -18,6 +18,7 @@ from .steps.lens import logit_lens
 from .steps.metadata import Metadata
 from .steps.mlp import Gelu, MlpDown, MlpResidual, MlpUp
 from .steps.prediction import Prediction
+from .steps.selftest import SelfTest
 from .steps.prompt import BytePairMerges, MergeTable, PromptChars, PromptIds, PromptWords
 from .steps.tokens import TokenIds, Vocabulary
 from .steps.unembed import Logits
@@ -72,7 +73,8 @@ def tokenizer(layout: Layout, guide: Guide, vocab: Vocabulary) -> list[Component
 
 def output(layout: Layout, x: Block, inputs: Inputs, layer_outputs: Sequence[Block] = ()) -> list[Component]:
     """The final stream to a prediction; generation and the logit lens (of layer_outputs,
-    each layer's) if the book has them; then the Guide and the metadata."""
+    each layer's) if the book has them; then the program's self-test, the Guide and the
+    metadata."""
     w, vocab = inputs.weights, inputs.vocab
     ln_f = LayerNorm(layout, "ln_f", "ln_f", "Final layer norm", x, w["ln_f.weight"], w["ln_f.bias"],
                      stage="output", kind="ln_f", short_title="Final layer norm",
@@ -93,8 +95,9 @@ def output(layout: Layout, x: Block, inputs: Inputs, layer_outputs: Sequence[Blo
             raise ValueError("the logit lens needs the layers' outputs")
         parts += logit_lens(layout, list(layer_outputs), w["ln_f.weight"], w["ln_f.bias"], w["wte.weight"], vocab.text,
                             prediction.top_ids)
-    inputs.guide.show(prediction, generation)
-    return parts + [inputs.guide, Metadata(layout)]
+    selftest = SelfTest(layout)
+    inputs.guide.show(prediction, generation, selftest)
+    return parts + [selftest, inputs.guide, Metadata(layout)]
 
 
 def transformer_block(layout: Layout, i: int, x: Block, w: Weights) -> list[Component]:

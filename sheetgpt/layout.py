@@ -23,7 +23,7 @@ FIRST_COL = 2  # column A: row labels
 # Sheets are ordered by group, then by declaration: the forward pass reads the vocabulary and
 # the weights, so they are declared first but shown after it.
 GROUPS = {"guide": 0, "input": 1, "embedding": 1, "attention": 1, "mlp": 1, "output": 1,
-          "vocab": 2, "weights": 3, "meta": 4}
+          "selftest": 2, "vocab": 2, "weights": 3, "meta": 4}
 FORWARD_STAGES = ("input", "embedding", "attention", "mlp", "output")
 
 
@@ -99,7 +99,7 @@ class BookOptions:
 class Sheet:
     name: str
     title: str  # row 1: what it computes, in plain words, with its shape
-    stage: str  # guide, input, embedding, attention, mlp, output, vocab, weights, meta
+    stage: str  # guide, input, embedding, attention, mlp, output, selftest, vocab, weights, meta
     owner: "Component | None" = None  # the component whose page this sheet is
     blocks: list[Block] = field(default_factory=list)  # named blocks, in declaration order
 

@@ -19,7 +19,7 @@ from .load import LoadedModel, describe
 from .model import GPT2Config, GPT2Weights, param_shapes
 from .steps.base import BuildInputs
 from .steps.controls import CONTROLS, defaults
-from .steps.metadata import META_SHEET, read_meta
+from .steps.metadata import FORMAT_VERSION, META_SHEET, read_meta
 
 NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 
@@ -158,6 +158,9 @@ def load_book(path: str | Path, engine: str = "fast", progress: bool | None = No
     if "generate" not in meta:  # every book since the controls sheet records it
         raise UserError(f"{path} was made by an older sheetgpt ({meta.get('sheetgpt_version', '?')}), before the "
                         "controls sheet: build it again with this version")
+    if _number(meta.get("format_version")) < FORMAT_VERSION:
+        raise UserError(f"{path} was made by an older sheetgpt ({meta.get('sheetgpt_version', '?')}), before the "
+                        "selftest sheet: build it again with this version")
     try:
         n_merges = int(meta["n_merges"]) if "n_merges" in meta else None
         options = BookOptions(int(meta.get("generate") or 0), bool(meta.get("lens")))
@@ -175,6 +178,10 @@ def load_book(path: str | Path, engine: str = "fast", progress: bool | None = No
     else:
         ids = _read_ids(values, layout.blocks["tokens"], layout.cfg.vocab_size)
     return BookContents(layout, GPT2Weights(layout.cfg, params), ids, values, meta)
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
 def _same_range(text: str | None, block: Block) -> bool:

@@ -117,3 +117,33 @@ def test_a_wrong_cell_is_named_in_every_program(program: str, books, tmp_path):
                  lambda xml: edit_formula(xml, "H4", "H3+G3", "H3-G3"))
     report = check_workbook(path, engine=program, progress=False)
     assert not report.ok and report.first_failure["sheet"] == "tok_ids", report.first_failure
+
+
+def _guide_status(path: Path, program: str) -> str:
+    from sheetgpt.engines import evaluate
+
+    return evaluate(path, program).value("Guide", 16, 2)
+
+
+@pytest.mark.parametrize("program", ["fast", *PROGRAMS])
+def test_the_guide_says_the_program_computes_the_book_right(program: str, books):
+    assert _guide_status(books["micro"], program).startswith("OK: this program computed all ")
+
+
+def test_a_form_computed_wrong_is_named_on_the_guide_and_by_check(books, tmp_path):
+    """Gnumeric reads INDEX(row, n) of a one-row range as row n: the self-test written in
+    that old form fails there, the Guide names the form and check names the cell; the other
+    programs compute it right."""
+    from helpers import edit_formula, rewrite_part, sheet_parts
+
+    if shutil.which("ssconvert") is None:
+        pytest.skip("apt-get install gnumeric")
+    path = tmp_path / "old_index.xlsx"
+    rewrite_part(books["micro"], path, sheet_parts(books["micro"])["selftest"],
+                 lambda xml: edit_formula(xml, "B3", "INDEX($H$3:$L$3,1,3)", "INDEX($H$3:$L$3,3)"))
+    status = _guide_status(path, "gnumeric")
+    assert status.startswith("This program computes INDEX(row, 1, n) of a one-row range wrong"), status
+    report = check_workbook(path, engine="gnumeric", progress=False)
+    assert report.first_failure == {"step": "selftest_results", "sheet": "selftest", "cell": "B3"}
+    for program in ("fast", "ironcalc"):
+        assert _guide_status(path, program).startswith("OK: "), program

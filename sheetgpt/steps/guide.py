@@ -10,6 +10,7 @@ from ..xlsx import SheetOptions, Style
 from .base import BuildInputs, CellFormulas, Cells, Component, Constants, Shown, column, token_texts
 from .generate import Generation, continuation
 from .prediction import Prediction
+from .selftest import SelfTest
 
 GUIDE_SHEET = "Guide"
 HOW_TO = [
@@ -39,7 +40,7 @@ HOW_TO_TYPED = [
     "The book holds a fixed number of token positions (the rest is padding): for a longer prompt, build one "
     "with: sheetgpt build \"your prompt\" --positions N.",
 ]
-PREDICTION_ROW, GENERATED_ROW, TOP_ROW, HOW_TO_ROW = 8, 9, 10, 17
+PREDICTION_ROW, GENERATED_ROW, TOP_ROW, SELFTEST_ROW, HOW_TO_ROW = 8, 9, 10, 16, 17
 
 
 class Guide(Component):
@@ -61,11 +62,11 @@ class Guide(Component):
         self.how_to = how_to[:-1] + extra + how_to[-1:]
         self.map_row = HOW_TO_ROW + len(self.how_to) + 1  # the map's header row
 
-    def show(self, prediction: Prediction, generation: Generation | None = None) -> None:
-        """The prediction (and the generated text) the Guide shows, declared after the Guide:
-        the prompt comes first."""
-        self.prediction, self.generation = p, g = prediction, generation
-        self.read(p.top_text, p.top_probs, p.top_ids)
+    def show(self, prediction: Prediction, generation: Generation | None, selftest: SelfTest) -> None:
+        """The prediction (and the generated text) the Guide shows, and the program's
+        self-test, declared after the Guide: the prompt comes first."""
+        self.prediction, self.generation, self.selftest = p, g, _ = prediction, generation, selftest
+        self.read(p.top_text, p.top_probs, p.top_ids, selftest.status)
         if g is not None:
             self.read(g.generated)
 
@@ -106,6 +107,10 @@ class Guide(Component):
         yield _mirror(TOP_ROW + 1, 2, p.top_text, p.k, Style.DEFAULT, token_texts("guide_top_text", p.top_ids))
         yield _mirror(TOP_ROW + 1, 3, p.top_probs, p.k, Style.PERCENT)
         yield _mirror(TOP_ROW + 1, 4, p.top_ids, p.k, Style.INTEGER)
+        assert TOP_ROW + p.k < SELFTEST_ROW
+        yield _text(SELFTEST_ROW, 1, "This program", Style.HEADER)
+        yield CellFormulas(Block("", GUIDE_SHEET, SELFTEST_ROW, 2, 1, 1), [[self.selftest.status.at(0, 0)]],
+                           Style.DEFAULT, self.selftest.shows_status("guide_selftest"))
         for i, line in enumerate(self.how_to):
             yield _text(HOW_TO_ROW + i, 1, line, Style.HEADER if i == 0 else Style.DEFAULT)
         yield Constants(Block("", GUIDE_SHEET, self.map_row, 1, 1, 2), [["Map of the sheets", "what it holds"]],

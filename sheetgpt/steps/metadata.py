@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 META_SHEET = "_meta"
 FORMAT = "sheetgpt-workbook"
+FORMAT_VERSION = 2  # 2: the selftest sheet
 MAX_KEYS = 64
 
 
@@ -27,7 +28,7 @@ class Metadata(Component):
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         cfg, model = self.layout.cfg, inputs.model
-        items = {"format": FORMAT, "format_version": 1, "sheetgpt_version": __version__,
+        items = {"format": FORMAT, "format_version": FORMAT_VERSION, "sheetgpt_version": __version__,
                  "model": model.name, "random_weights": int(model.random),
                  "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd, "n_ctx": cfg.n_ctx,
                  "vocab_size": cfg.vocab_size, "layer_norm_epsilon": cfg.layer_norm_epsilon,
