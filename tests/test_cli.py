@@ -244,13 +244,28 @@ def test_out_of_range_token_id_one_line(tmp_path, out_of_range_book):
     _one_line_error(run_cli("check", out_of_range_book[0], cwd=tmp_path))
 
 
-@pytest.mark.parametrize("engine", [None, "formulas"],
-                         ids=["default engine", "formulas"])
-def test_unsupported_function_is_named(tmp_path, small_book, engine):
+def _unsupported_function_book(small_book, tmp_path) -> str:
     sheet, ref = defined_names(small_book)["h0_gelu"]
     r0, c0, _, _ = range_box(ref)
     address = cell_address(r0, c0)
     rewrite_part(small_book, tmp_path / "bad.xlsx", sheet_parts(small_book)[sheet],
                  lambda xml: edit_formula(xml, address, "TANH(", "WEBSERVICE("))
-    line = _one_line_error(run_cli("check", "bad.xlsx", *(["--engine", engine] if engine else []), cwd=tmp_path))
+    return address
+
+
+def test_unsupported_function_is_a_changed_cell(tmp_path, small_book):
+    """Our engine shows #VALUE! where it cannot compute a formula (as a spreadsheet shows an
+    error): check fails (exit 1) naming the cell, and says why."""
+    address = _unsupported_function_book(small_book, tmp_path)
+    r = run_cli("check", "bad.xlsx", cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr == "", r.stderr
+    assert f"first difference in step h0_gelu, sheet 'h0 gelu', cell {address}" in r.stdout, r.stdout[-500:]
+    assert any("WEBSERVICE" in line and address in line and "#VALUE!" in line for line in r.stdout.splitlines())
+    line = _one_line_error(run_cli("eval", "bad.xlsx", cwd=tmp_path))  # eval has no cell to name it by
+    assert "WEBSERVICE" in line and address in line, line
+
+
+def test_unsupported_function_is_named_by_formulas(tmp_path, small_book):
+    address = _unsupported_function_book(small_book, tmp_path)
+    line = _one_line_error(run_cli("check", "bad.xlsx", "--engine", "formulas", cwd=tmp_path))
     assert "WEBSERVICE" in line and address in line, line

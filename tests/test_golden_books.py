@@ -12,7 +12,8 @@ vector joins the residual sums, the temperature divides the prediction's logits)
 each attention output row read only its own and earlier positions, and added a book that
 generates 3 tokens and has the logit lens ("tiny-probes"). Issue #21 put an empty row between
 the merge rounds of tok_bpe and wrote INDEX(row, 1, n) there (typed books only: LibreOffice's
-threaded calculation and Gnumeric computed the old forms wrong)."""
+threaded calculation and Gnumeric computed the old forms wrong), and a selftest sheet to every
+book, whose status line is on the Guide."""
 from __future__ import annotations
 
 import dataclasses
@@ -35,26 +36,26 @@ LONG_PROMPT = ("To be, or not to be, that is the question: whether 'tis nobler i
 # (model fixture and options, prompt) -> SHA-256 of the book's parts (see digest)
 DIGESTS = {
     ("tiny", "short"):
-        "fea85ff3e9c2c3412dbf0430bc02952702b6fb2fbf7f46338eeef4c1e4b85d92",
+        "a79b15fe7979f7ed6766335da78bfbdbf414b5e5c55c544fb16644dc8437f67f",
     ("tiny", "long"):
-        "e0514b52297c56d329dea326c97377a857943c73e7541c9ed65b71adb8e7e8f5",
+        "cdf5b48d963e36a89ab6c1a29e4ec3732e275e98484678e967295252b08e475f",
     ("small_dir", "short"):
-        "ee7b69b5769b91862f7afbc36461916e5e49bb62684fc22f18448b4500ff917f",
+        "83914b37c33298bb2044ac1f0d4b4218ab79d6e7a9ab6bc98e721a18ce27c786",
     ("small_dir", "long"):
-        "4352d00f56002df429466514ed29f8b562e8b59b54cdca02b0a8378219b68067",
+        "62901f901bf82c76847b671ceb566878cf016e369feb6ee5b7612baaeda22503",
     ("hf_dir", "short"):
-        "fff51351d64eed34627f68ed5d30b4fa43f0e88f374ccb775463bc8089a7711d",
+        "3d3f87c3ee10a36a46ac96bf9553f8f6c6016cc73e1776bbbf32b858e2b4caee",
     ("tiny-compact", "short"):
-        "8da42551b67ddbcc8ff44d358c45deffaee2c70d08779fed75bff3bd85bce2c9",
+        "b31604e0228d836adbf46d4bee1b46d075bf0328355aeb1d404c8df05bbf2bc5",
     ("hf_dir", "long"):
-        "1087f114b84fb1ffb8d16353a1e53649d1006fc3c7420adb653f59f33a4a5d78",
+        "18ef9361adac0104b682fdef30506a23830c9ffec9e63e91f42acd2497371a13",
     ("tiny-typed", "short"):
-        "f931a879a334516cd02a5f74ec66c826d1d0e5aa9b9e5f0818a4d63e25b298b3",
+        "a801b9e1f9842e08f24543cd43f2deba06771327c54fb529fd4dcbf8176a913b",
     ("tiny-probes", "short"):
-        "63ea70af16f43ac0858aea78054ee251b396f40fd5b0f58fe8c18fdcfd8a9a01",
+        "567b762bdcab44a1a3db33430f305aaa2aec036b52bcec2bf123c4829a0de3a4",
 }
 SLOW_DIGESTS = {("small-random", "short"):
-        "0d3ac5187f5297c938f8ff8473a876110fd073811af4d79ad35a78c94217c326"}
+        "39f5ad296b740517d6e4810f12250d5cdc2942b24e538035af5f4d9cca2fbd75"}
 PROMPTS = {"short": {"tiny": TINY_PROMPT, "small_dir": SMALL_PROMPT, "hf_dir": TINY_PROMPT,
                      "small-random": TINY_PROMPT},
            "long": {"tiny": LONG_PROMPT, "small_dir": "The sheet is the sheet is", "hf_dir": LONG_PROMPT[:90]}}

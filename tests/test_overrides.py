@@ -70,7 +70,7 @@ def test_values_are_numbers_where_they_read_as_one_else_text(text, value):
     (["--set", "tokens!B3==A1"], "a value, not a formula"),
     (["--set", "nosheet!B3=1"], "no sheet 'nosheet'"),
     (["--set", "tokens!B3=the"], "tokens!B3 holds 'the', not a number"),
-    (["--set", "tokens!B3=1", "--engine", "formulas"], "work with the fast engine"),
+    (["--set", "tokens!B3=1", "--engine", "formulas"], "do not work with --engine formulas"),
 ])
 def test_bad_settings_are_one_line_errors(small_book, tmp_path, args, message):
     for command in ("eval", "check"):

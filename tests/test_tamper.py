@@ -631,7 +631,9 @@ class Judge:
                 # check once named the first cell holding a non-number even when an earlier cell
                 # differed (test_check_names_the_first_differing_cell)
                 return Outcome("misnamed", True, f"{what}: expected {expected}, check named {rep.first_failure}")
-            if own_step is not None and own_step != name:
+            # in a typed book later steps feed earlier ones (the next merge round, the generated
+            # tokens): the first step that changes, in forward order, need not be the mutated one's
+            if own_step is not None and own_step != name and not book.layout.typed_prompt:
                 return Outcome("misnamed", True, f"{what}: the mutated cell is in step {own_step} but the first "
                                                  f"step that changes is {name}")
             return Outcome("caught", True, f"{what}: {name} at {cell_}", cell_named=named)
@@ -933,3 +935,38 @@ def test_invalid_token_id_is_a_user_error_naming_its_cell(book, mut_model, tmp_p
         check_workbook(write_parts(tmp_path / "bad.xlsx", parts), progress=False)
     msg = str(e.value)
     assert f"{tok.sheet}!{cell_address(tok.row + 1, tok.col)}" in msg and "\n" not in msg, msg
+
+
+# --- the books people open: typed prompt, generation, the lens ----------------------------------
+
+N_TYPED = 200  # formula mutations of the typed, generating book in the default run
+
+
+@pytest.fixture(scope="module")
+def typed_book(mut_model, tmp_path_factory) -> Book:
+    """The default kind of book (a typed prompt tokenized in formulas, the logit lens) that
+    also writes 3 tokens: every sheet kind in one book."""
+    from sheetgpt.builder import build_workbook
+    from sheetgpt.layout import BookOptions
+
+    path = tmp_path_factory.mktemp("typed_mutation") / "typed.xlsx"
+    build_workbook(mut_model, "Attention compares", path, progress=False, typed_prompt=True, positions=10,
+                   options=BookOptions(generate=3, lens=True))
+    return book_under_test(path)
+
+
+@pytest.fixture(scope="module")
+def typed_run(typed_book, tmp_path_factory) -> Run:
+    return _run_mutations(typed_book, tmp_path_factory.mktemp("typed_mutants"), N_TYPED, SEED)
+
+
+def test_typed_book_mutations_are_caught_at_the_right_cell(typed_run):
+    """Tokenizer, controls, generation and lens formulas too: every value-changing mutation
+    fails check (exit 1) naming the first step and cell that differ; none is bad input."""
+    run = typed_run
+    assert run.value_changing >= 60, "too few value-changing mutations to mean anything"
+    assert run.counts["caught"] == run.value_changing, "\n".join(run.of("missed", "misnamed"))
+    assert not run.of("bad_input", "unclear_error", "crashed", "wrongly_failed"), \
+        "\n".join(run.of("bad_input", "unclear_error", "crashed", "wrongly_failed"))
+    sheets = {m[1] for m, o in run.outcomes if o.category == "caught"}
+    assert {"tok_chars", "tok_bpe", "generate", "lens"} <= sheets, sheets
