@@ -82,10 +82,11 @@ def test_a_fresh_open_computes_every_cell_right(program: str, book: str, books):
     assert any(s.name == "bpe_best" for s in report.steps)  # the tokenizer's steps were compared
 
 
-# LibreOffice recalculating a writing book after an edit (calculate(), as its autocalculation
-# does) shows Err:522 (circular) from the first generated position: at the level of formula
-# groups the book reads itself through the generated tokens (tokens -> ... -> next ids ->
-# tokens), though no cell does. A fresh open (calculateAll) computes it right. The form
+# LibreOffice recalculating a writing book after an edit that moves the written positions
+# (calculate(), as its automatic recalculation does) shows Err:522 (circular) from the first
+# of them: at the level of formula groups the book reads itself through the generated tokens
+# (tokens -> ... -> next ids -> tokens), though no cell does. A fresh open or a hard
+# recalculation (calculateAll, Ctrl+Shift+F9; the Guide says so) computes it right. The form
 # without that loop belongs to the issue about LibreOffice's speed, which restructures it.
 LOOP_AFTER_EDIT = "LibreOffice: Err:522 after typing into a writing book (group-level loop through generation)"
 

@@ -27,6 +27,8 @@ HOW_TO = [
 ]
 CONTROLS_LINE = ("On sheet 'controls': switch an attention head off (0) or down, push a steering vector into the "
                  "residual stream (its coefficient), or change the prediction's temperature.")
+LIBREOFFICE_WRITING = ("In LibreOffice, a prompt typed into this writing book shows Err:522 from the first written "
+                       "position: recalculate it all with Ctrl+Shift+F9 (Data > Calculate > Recalculate Hard).")
 FACTS_ROW = 3  # model, shape, prompt, tokens (and, with a typed prompt, the tokenizer's status)
 PROMPT_ROW, STATUS_ROW = FACTS_ROW + 2, FACTS_ROW + 4  # a typed prompt's cell and its status, in column B
 HOW_TO_TYPED = [
@@ -57,6 +59,7 @@ class Guide(Component):
             extra.append(f"This book writes {K} tokens after the prompt, each the favourite after the position before "
                          f"it (sheet 'generate'). Each costs one more position on every sheet and one unembedding of "
                          f"{layout.cfg.vocab_size:,} dot products (sheet 'next_logits').")
+            extra.append(LIBREOFFICE_WRITING)
         if layout.options.lens:
             extra.append("The logit lens (sheet 'lens') shows what the model would predict after each layer.")
         self.how_to = how_to[:-1] + extra + how_to[-1:]
