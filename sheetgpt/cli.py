@@ -177,9 +177,9 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
                         "for cross-checking small workbooks only)")
     p.add_argument("--set", action="append", default=[], metavar="SHEET!CELL=VALUE", dest="overrides",
                    help="evaluate as if this cell held VALUE (a number, or text; 'TEXT forces text), the file "
-                        "unchanged; repeat for more cells, e.g. --set \"tokens!B3=464\" (libreoffice and ironcalc: typed in "
-                        "after a fresh open, through the program; gnumeric: written into the copy it opens; "
-                        "not with formulas)")
+                        "unchanged; repeat for more cells, e.g. --set \"tokens!B3=464\" (libreoffice and ironcalc: "
+                        "typed in after a fresh open, through the program; gnumeric: written into the copy it "
+                        "opens; not with formulas)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 

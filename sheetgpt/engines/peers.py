@@ -20,10 +20,10 @@ import zipfile
 from pathlib import Path
 from typing import Sequence
 from xml.etree import ElementTree
-from xml.sax.saxutils import escape
 
 from ..a1 import cell_name
 from ..errors import UserError
+from ..xlsx import escape_text
 from .base import CellOverride
 from .fast import FastBook, FileStructure, type_into
 from .fast.reader import Sheet, read_workbook
@@ -97,21 +97,21 @@ def _recalculated(path: Path, program: str, command, timeout: float, overrides: 
 def with_values(path: Path, overrides: Sequence[CellOverride], out: Path) -> Path:
     """A copy of the book with these cells holding these values (each must be in the file)."""
     parts = sheet_parts(path)
-    edited: dict[str, str] = {}
-    for o in overrides:
-        part = parts[o.sheet]
-        xml = edited.get(part) or zipfile.ZipFile(path).read(part).decode("utf-8")
-        ref = cell_name(o.row, o.col)
-        cell = re.search(rf'<c r="{ref}"(?: [^>]*?)?(?:/>|>.*?</c>)', xml, re.S)
-        if cell is None:
-            raise UserError(f"--set {o}: {ref} is not a cell of the file's sheet {o.sheet!r}")
-        value = (f'<c r="{ref}" t="inlineStr"><is><t xml:space="preserve">{escape(o.value)}</t></is></c>'
-                 if isinstance(o.value, str) else f'<c r="{ref}"><v>{o.value!r}</v></c>')
-        edited[part] = xml[:cell.start()] + value + xml[cell.end():]
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as dst:
-        for info in src.infolist():
-            data = edited[info.filename].encode("utf-8") if info.filename in edited else src.read(info)
-            dst.writestr(info, data)
+    with zipfile.ZipFile(path) as src:
+        edited: dict[str, str] = {}
+        for o in overrides:
+            part = parts[o.sheet]
+            xml = edited[part] if part in edited else src.read(part).decode("utf-8")
+            ref = cell_name(o.row, o.col)
+            cell = re.search(rf'<c r="{ref}"(?: [^>]*?)?(?:/>|>.*?</c>)', xml, re.S)
+            if cell is None:
+                raise UserError(f"--set {o}: {ref} is not a cell of the file's sheet {o.sheet!r}")
+            value = (f'<c r="{ref}" t="inlineStr"><is><t xml:space="preserve">{escape_text(o.value)}</t></is></c>'
+                     if isinstance(o.value, str) else f'<c r="{ref}"><v>{o.value!r}</v></c>')
+            edited[part] = xml[:cell.start()] + value + xml[cell.end():]
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as dst:
+            for info in src.infolist():
+                dst.writestr(info, edited[info.filename].encode("utf-8") if info.filename in edited else src.read(info))
     return out
 
 

@@ -103,5 +103,5 @@ def _evaluate_all(wb: Workbook, groups: list, progress: bool | None, problems: l
 
 __all__ = ["Binary", "Bool", "Call", "CompileError", "Err", "EvalError", "FUNCTIONS", "FastBook", "FileBook",
            "FileError", "FileStructure", "FormulaError", "Function", "MAX_FORMULA_CHARS", "Missing", "Name", "Num",
-           "REGISTRY", "Recalculation", "Ref", "Str", "Unary", "Workbook", "allow_deep_formulas", "compile_groups", "evaluate_fast",
-           "order_groups", "parse", "parse_ref", "read_workbook", "shorten", "type_into"]
+           "REGISTRY", "Recalculation", "Ref", "Str", "Unary", "Workbook", "allow_deep_formulas", "compile_groups",
+           "error_group", "evaluate_fast", "order_groups", "parse", "parse_ref", "read_workbook", "shorten", "type_into"]

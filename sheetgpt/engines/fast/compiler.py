@@ -140,7 +140,8 @@ def compile_groups(wb: Workbook, functions: Mapping[str, Callable], problems: Pr
                 groups.extend(_shared_groups(sheet.name, tree, refs, rows, cols, shared.row, shared.col,
                                              shared.text, where))
             except (FormulaError, CompileError) as e:
-                message = str(e) if isinstance(e, CompileError) else f"cell {where}: {e} (formula ={shorten(shared.text)})"
+                message = (str(e) if isinstance(e, CompileError)
+                           else f"cell {where}: {e} (formula ={shorten(shared.text)})")
                 if problems is None:
                     raise CompileError(message) from None
                 problems(message)
