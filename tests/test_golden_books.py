@@ -36,26 +36,26 @@ LONG_PROMPT = ("To be, or not to be, that is the question: whether 'tis nobler i
 # (model fixture and options, prompt) -> SHA-256 of the book's parts (see digest)
 DIGESTS = {
     ("tiny", "short"):
-        "a79b15fe7979f7ed6766335da78bfbdbf414b5e5c55c544fb16644dc8437f67f",
+        "c007a7ca687f916112840ac2f99cc736e1fd649d6f7ec2c654f67fdd03b15a54",
     ("tiny", "long"):
-        "cdf5b48d963e36a89ab6c1a29e4ec3732e275e98484678e967295252b08e475f",
+        "0bf6c7c64d94063222e6bed2a0556f7205a1a5206f25394a70fce5ad1616adf7",
     ("small_dir", "short"):
-        "83914b37c33298bb2044ac1f0d4b4218ab79d6e7a9ab6bc98e721a18ce27c786",
+        "458bb389c36161087d81868e735e2e93a711ba4ef8084bf6a13482672a635d55",
     ("small_dir", "long"):
-        "62901f901bf82c76847b671ceb566878cf016e369feb6ee5b7612baaeda22503",
+        "7c3bba8949d9fcf5ae24b754d2c45ae1ac8faa691adfa616f877c1cdf7979e3e",
     ("hf_dir", "short"):
-        "3d3f87c3ee10a36a46ac96bf9553f8f6c6016cc73e1776bbbf32b858e2b4caee",
+        "f98b7480074468c751e7a582759284b3650d9982f593272e7e1c0fe3961c1ac4",
     ("tiny-compact", "short"):
-        "b31604e0228d836adbf46d4bee1b46d075bf0328355aeb1d404c8df05bbf2bc5",
+        "5f57e586ddd39f26e9bf658b8368b0f9ebd5324f35f5c5b345c1f33bef653cd2",
     ("hf_dir", "long"):
-        "18ef9361adac0104b682fdef30506a23830c9ffec9e63e91f42acd2497371a13",
+        "eef6168cfc1b47792be6870187d8ba771c29fb9066714c45b9261fb35a19ec67",
     ("tiny-typed", "short"):
-        "a801b9e1f9842e08f24543cd43f2deba06771327c54fb529fd4dcbf8176a913b",
+        "452d4585f043bb2151d21456ec33c8b71ce11d2d3b5b66bc5a237029d1d23535",
     ("tiny-probes", "short"):
-        "567b762bdcab44a1a3db33430f305aaa2aec036b52bcec2bf123c4829a0de3a4",
+        "0ece5e1e9e7f6fb36261d13379e4771d8ff82cdcf977a9e30837cbe9b8364e99",
 }
 SLOW_DIGESTS = {("small-random", "short"):
-        "39f5ad296b740517d6e4810f12250d5cdc2942b24e538035af5f4d9cca2fbd75"}
+        "2062d93114deb0bc4624b221d3981cc2d382a04f8831cf4468a10181092be3ae"}
 PROMPTS = {"short": {"tiny": TINY_PROMPT, "small_dir": SMALL_PROMPT, "hf_dir": TINY_PROMPT,
                      "small-random": TINY_PROMPT},
            "long": {"tiny": LONG_PROMPT, "small_dir": "The sheet is the sheet is", "hf_dir": LONG_PROMPT[:90]}}

@@ -816,9 +816,8 @@ def test_lexer_round_trips_every_formula(book):
 
 def _weight_sites(book: Book) -> list[tuple[str, str, XmlCell]]:
     out = []
-    for name, b in book.layout.blocks.items():
-        if name in book.steps or name in ("tokens", "vocab_text") or name in CONTROLS:  # controls: inputs
-            continue
+    for b in book.layout.weights.values():
+        name = b.name
         xml = book.parts[book.sheet_part[b.sheet]].decode("utf-8")
         for cell in sheet_cells(xml):
             if b.row <= cell.row < b.row + b.n_rows and b.col <= cell.col < b.col + b.n_cols:

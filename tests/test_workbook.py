@@ -19,7 +19,8 @@ from helpers import (NS_MAIN, SMALL_PROMPT, SMALL_SHAPE, TINY_PROMPT, _cell_span
                      ooxml_unescape, range_box, sheet_parts, token_bytes_of, token_text_of)
 
 ALLOWED_FUNCTIONS = {"MMULT", "SUMPRODUCT", "INDEX", "MATCH", "MAX", "LARGE", "SQRT", "EXP", "TANH", "PI",
-                     "IF", "SUM", "AVERAGE", "AND", "ISNUMBER", "RANK"}
+                     "IF", "SUM", "AVERAGE", "AND", "ISNUMBER", "RANK",
+                     "MIN", "ABS", "LEN", "MID", "CODE", "CHAR", "EXACT"}  # the last: the selftest sheet's too
 # what each layer computes, in forward order (a sheet may be added in between, never reordered)
 LAYER_STEPS = ["ln_1", "qkv", "scores", "probs", "attn", "attn_proj", "resid_1", "ln_2", "fc", "gelu",
                "mlp_proj", "resid_2"]

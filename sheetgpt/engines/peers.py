@@ -23,7 +23,6 @@ from xml.etree import ElementTree
 
 from ..a1 import cell_name
 from ..errors import UserError
-from ..xlsx import escape_text
 from .base import CellOverride
 from .fast import FastBook, FileStructure, type_into
 from .fast.reader import Sheet, read_workbook
@@ -106,13 +105,19 @@ def with_values(path: Path, overrides: Sequence[CellOverride], out: Path) -> Pat
             cell = re.search(rf'<c r="{ref}"(?: [^>]*?)?(?:/>|>.*?</c>)', xml, re.S)
             if cell is None:
                 raise UserError(f"--set {o}: {ref} is not a cell of the file's sheet {o.sheet!r}")
-            value = (f'<c r="{ref}" t="inlineStr"><is><t xml:space="preserve">{escape_text(o.value)}</t></is></c>'
+            value = (f'<c r="{ref}" t="inlineStr"><is><t xml:space="preserve">{_escape_text(o.value)}</t></is></c>'
                      if isinstance(o.value, str) else f'<c r="{ref}"><v>{o.value!r}</v></c>')
             edited[part] = xml[:cell.start()] + value + xml[cell.end():]
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as dst:
             for info in src.infolist():
                 dst.writestr(info, edited[info.filename].encode("utf-8") if info.filename in edited else src.read(info))
     return out
+
+
+def _escape_text(text: str) -> str:
+    """Text for an XML text node, control characters as OOXML's _xHHHH_ (XML turns a CR into LF)."""
+    text = re.sub(r"[\x00-\x08\x0b-\x1f]|_(?=x[0-9A-Fa-f]{4}_)", lambda m: "_x%04X_" % ord(m.group()), text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def sheet_parts(path: Path) -> dict[str, str]:

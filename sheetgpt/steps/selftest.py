@@ -20,7 +20,7 @@ import numpy as np
 
 from ..layout import FIRST_ROW, Block, Layout
 from ..xlsx import Style
-from .base import BuildInputs, CellFormulas, Cells, Component, Constants, Formula, Shown, Values, column, header
+from .base import BuildInputs, CellFormulas, Cells, Component, Constants, Formula, Shown, column, header
 
 TOL = 1e-12  # relative: the float cases (EXP, TANH, SQRT) may differ in the last bits
 ROW_DATA = [10, 20, 30, 40, 50]
@@ -50,8 +50,7 @@ class SelfTest(Component):
 
     def __init__(self, layout: Layout):
         super().__init__(layout)
-        self.add_sheet("selftest", "Self-test: the formula forms this book relies on, each on a small case whose "
-                                   "answer was worked out when the book was built")
+        self.add_sheet("selftest", "")  # titled below, when the cases are known
         d = 8  # first data column (H)
         self.row_data = self.add_block("selftest_row", 1, len(ROW_DATA), col=d, step=False)
         self.column_data = self.add_block("selftest_column", len(COLUMN_DATA), 1, row=FIRST_ROW + 2, col=d,
@@ -62,15 +61,18 @@ class SelfTest(Component):
         self.empty = Block("", self.sheet.name, FIRST_ROW + 16, d, 1, 1)  # stays empty
         g = d + 6
         self.numbers = self.add_block("selftest_numbers", GROUP_ROWS, 1, col=g, step=False)
-        self.multiples = self.add_block("selftest_multiples", GROUP_ROWS, GROUP_COLS, col=g + 1, note=(
+        self.multiples = self.add_block("selftest_multiples", GROUP_ROWS, GROUP_COLS, col=g + 1, step=False, note=(
             "One shared formula over the rectangle: the number in column N times the column's factor (row 2)."))
-        self.minima = self.add_block("selftest_minima", GROUP_ROWS, 1, col=g + 1 + GROUP_COLS, note=(
+        self.minima = self.add_block("selftest_minima", GROUP_ROWS, 1, col=g + 1 + GROUP_COLS, step=False, note=(
             "MIN of the row of the group beside it: the form of the tokenizer's best rank (bpe_best)."))
         self.cases = self._cases()
         n = len(self.cases)
-        self.results = self.add_block("selftest_results", n, 1, note="Each form computed on its small case.")
+        self.sheet.title = (f"Self-test: the formula forms this book relies on, each on a small case whose answer "
+                            f"was worked out when the book was built [{n} forms]")
+        self.results = self.add_block("selftest_results", n, 1, step=False, note="Each form computed on its small case.")
         self.expected = self.add_block("selftest_expected", n, 1, col=3, step=False)
-        self.right = self.add_block("selftest_right", n, 1, col=4, note="1 where the result is the expected one.")
+        self.right = self.add_block("selftest_right", n, 1, col=4, step=False,
+                                    note="1 where the result is the expected one.")
         self.status = self.add_block("selftest_status", 1, 1, row=FIRST_ROW + n + 1, col=2, step=False)
 
     def _cases(self) -> list[Case]:
@@ -109,11 +111,13 @@ class SelfTest(Component):
         n = len(self.cases)
         yield header(self.results.part(n_cols=3), ["result", "expected", "right?"])
         yield column(self.results.part(col=1), (c.form for c in self.cases))
-        yield CellFormulas(self.results, [[c.formula] for c in self.cases], Style.NUMBER)
+        # not steps of the forward pass: what each cell must show is the answer worked out here
+        yield CellFormulas(self.results, [[c.formula] for c in self.cases], Style.NUMBER,
+                           Shown("selftest_results", lambda v, vocab: [c.expected for c in self.cases]))
         yield column(self.expected, (c.expected for c in self.cases), Style.NUMBER)
         got, want = self.results.cell(0, 0), self.expected.cell(0, 0)
         yield Formula(self.right, f"IF(ISNUMBER({got}),IF(ABS({got}-{want})<={TOL}*MAX(1,ABS({want})),1,0),0)",
-                      Style.INTEGER)
+                      Style.INTEGER, shows=Shown("selftest_right", lambda v, vocab: [1] * n))
         yield Formula(self.status, status_formula(self.right, self.results.part(col=1), n), Style.DEFAULT,
                       shows=self.shows_status("selftest_status"))
         yield Constants(self.status.part(col=1), [["this program"]], Style.HEADER)
@@ -127,20 +131,17 @@ class SelfTest(Component):
         yield header(self.multiples.part(col=self.numbers.col, n_cols=GROUP_COLS + 2),
                      ["n"] + list(range(1, GROUP_COLS + 1)) + ["MIN"])
         factor = self.multiples.cell(-1, 0, abs_row=True)
-        yield Formula(self.multiples, f"{self.numbers.cell(0, 0, abs_col=True)}*{factor}", Style.INTEGER)
+        numbers = np.arange(1, GROUP_ROWS + 1)
+        yield Formula(self.multiples, f"{self.numbers.cell(0, 0, abs_col=True)}*{factor}", Style.INTEGER,
+                      shows=Shown("selftest_multiples", lambda v, vocab: list(
+                          np.outer(numbers, np.arange(1, GROUP_COLS + 1)).ravel())))
         first_row = f"{self.multiples.cell(0, 0, abs_col=True)}:{self.multiples.cell(0, GROUP_COLS - 1, abs_col=True)}"
-        yield Formula(self.minima, f"MIN({first_row})", Style.INTEGER)
+        yield Formula(self.minima, f"MIN({first_row})", Style.INTEGER,
+                      shows=Shown("selftest_minima", lambda v, vocab: list(numbers)))  # the factor-1 column
 
     def shows_status(self, name: str) -> Shown:
         """What the status line must show: every self-test right (check fails otherwise)."""
         return Shown(name, lambda v, vocab: [ALL_RIGHT.format(n=len(self.cases))])
-
-    def compute(self, v: Values) -> None:
-        numbers = np.arange(1, GROUP_ROWS + 1, dtype=np.float64)[:, None]
-        v[self.multiples.name] = numbers * np.arange(1, GROUP_COLS + 1)
-        v[self.minima.name] = numbers  # the factor 1 column
-        v[self.results.name] = np.array([[c.expected] for c in self.cases], np.float64)
-        v[self.right.name] = np.ones((len(self.cases), 1))
 
 
 ALL_RIGHT = "OK: this program computed all {n} self-tests right (sheet selftest)."

@@ -16,7 +16,7 @@ from .evaluator import Ctx, evaluate, operand, select
 from .evaluator import scalar_operand as _scalar
 from .parser import Missing
 from .reader import EMPTY, ERR, NUM, STR
-from .registry import ALL, function, implementations
+from .registry import ALL, declare, function, implementations
 from .values import (EvalError, RangeVal, Vals, as_numbers, const, error, first_errors, gather, materialize,
                      numbers_result)
 
@@ -396,6 +396,10 @@ def RANK(ctx, args):
         out[cells] = np.where(found, np.where(ascending[cells], below, above) + 1, np.nan)
     missing = np.where(np.isnan(out), "#N/A", None)
     return numbers_result(out, first_errors(errs, missing))
+
+
+# Excel 2010's name for RANK, which Gnumeric writes when it saves a book: the same function
+declare("RANK.EQ", portable=True, xlfn=True, range_args=(1,), implementation=RANK)
 
 
 def _wildcard(text: str) -> re.Pattern:
