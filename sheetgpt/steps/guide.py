@@ -68,10 +68,10 @@ class Guide(Component):
     def show(self, prediction: Prediction, generation: Generation | None, selftest: SelfTest) -> None:
         """The prediction (and the generated text) the Guide shows, and the program's
         self-test, declared after the Guide: the prompt comes first."""
-        self.prediction, self.generation, self.selftest = p, g, _ = prediction, generation, selftest
-        self.read(p.top_text, p.top_probs, p.top_ids, selftest.status)
-        if g is not None:
-            self.read(g.generated)
+        self.prediction, self.generation, self.selftest = prediction, generation, selftest
+        self.read(prediction.top_text, prediction.top_probs, prediction.top_ids, selftest.status)
+        if generation is not None:
+            self.read(generation.generated)
 
     def _mapped(self) -> list:
         return [s for s in self.layout.sheets if s.stage not in ("guide", "meta")]
