@@ -111,3 +111,17 @@ def test_lint_command(tmp_path):
     assert r.returncode == 0 and "clean" in r.stdout
     r = run(str(tmp_path / "missing.xlsx"))
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("formula, flagged", [
+    ("INDEX($A$1:$E$1,3)", True),  # Gnumeric: row 3 of a one-row range, #REF!
+    ("INDEX('s'!$A1:$E1,MATCH(2,$A2:$E2,0))", True),
+    ("INDEX($A$1:$E$1,1,3)", False),  # what the book writes
+    ("INDEX($A$1:$A$5,3)", False),  # a column: every program reads row 3
+    ("INDEX($A$1:$B$2,2,1)", False),
+])
+def test_index_of_a_one_row_range_with_one_number_is_flagged(formula, flagged):
+    from sheetgpt.lint import formula_problems
+
+    rules = [rule for rule, _ in formula_problems(formula, {})]
+    assert ("index-one-row" in rules) == flagged, rules
