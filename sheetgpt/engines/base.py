@@ -49,6 +49,11 @@ class CellOverride:
         return f"{self.sheet}!{cell_name(self.row, self.col)}={self.shown}"
 
 
+def edits(overrides) -> list[list]:
+    """Overrides as the other programs' runners take them: [[sheet, row, col, value], ...], 0-based."""
+    return [[o.sheet, o.row - 1, o.col - 1, o.value] for o in overrides]
+
+
 class EvaluatedBook(ABC):
     """An evaluated workbook: the values every engine computed, and what the file itself
     says (sheets, defined names, formulas, extents), the same whichever engine ran.

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import UserError
-from .base import CellOverride
+from .base import CellOverride, edits
 from .fast import FastBook, FileStructure, type_into
 from .fast.reader import EMPTY, ERR, NUM, STR, Sheet, read_workbook
 
@@ -52,8 +52,7 @@ def evaluate_with_libreoffice(path: Path, progress: bool | None = None, timeout:
     with tempfile.TemporaryDirectory(prefix="sheetgpt-lo-") as tmp:
         tmp_path = Path(tmp)
         if overrides:
-            (tmp_path / "edits.json").write_text(json.dumps([[o.sheet, o.row - 1, o.col - 1, o.value]
-                                                             for o in overrides]))
+            (tmp_path / "edits.json").write_text(json.dumps(edits(overrides)))
         _run_libreoffice(path, tmp_path, names, None, timeout)
         for i, name in enumerate(names):
             wb.sheets[name] = _load_dump(name, tmp_path / str(i))
@@ -67,7 +66,7 @@ def recalculate_with_libreoffice(path: Path, runs: list[list[CellOverride]], rea
                                  timeout: float = DEFAULT_TIMEOUT) -> list[list[list[list[object]]]]:
     """For each run, type its values into the book in LibreOffice (one after the other, as a
     person would), recalculate, and read the rectangles: values[run][rect][row][col]."""
-    spec = {"runs": [[[o.sheet, o.row - 1, o.col - 1, o.value] for o in run] for run in runs],
+    spec = {"runs": [edits(run) for run in runs],
             "read": [[s, r - 1, c - 1, h, w] for s, r, c, h, w in read]}
     with tempfile.TemporaryDirectory(prefix="sheetgpt-lo-") as tmp:
         tmp_path = Path(tmp)

@@ -23,7 +23,7 @@ from xml.etree import ElementTree
 
 from ..a1 import cell_name
 from ..errors import UserError
-from .base import CellOverride
+from .base import CellOverride, edits
 from .fast import FastBook, FileStructure, type_into
 from .fast.reader import Sheet, read_workbook
 
@@ -50,8 +50,8 @@ def evaluate_with_ironcalc(path: Path, progress: bool | None = None, timeout: fl
                            overrides: Sequence[CellOverride] = ()) -> FastBook:
     if importlib.util.find_spec("ironcalc") is None:
         raise UserError("IronCalc is not installed; install it with: pip install ironcalc")
-    edits = json.dumps([[o.sheet, o.row - 1, o.col - 1, o.value] for o in overrides])
-    return _recalculated(path, "IronCalc", lambda src, dst: [sys.executable, "-c", _IRONCALC, src, dst, edits],
+    typed = json.dumps(edits(overrides))
+    return _recalculated(path, "IronCalc", lambda src, dst: [sys.executable, "-c", _IRONCALC, src, dst, typed],
                          timeout, overrides)
 
 
