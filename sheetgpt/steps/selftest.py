@@ -69,7 +69,8 @@ class SelfTest(Component):
         n = len(self.cases)
         self.sheet.title = (f"Self-test: the formula forms this book relies on, each on a small case whose answer "
                             f"was worked out when the book was built [{n} forms]")
-        self.results = self.add_block("selftest_results", n, 1, step=False, note="Each form computed on its small case.")
+        self.results = self.add_block("selftest_results", n, 1, step=False,
+                                      note="Each form computed on its small case.")
         self.expected = self.add_block("selftest_expected", n, 1, col=3, step=False)
         self.right = self.add_block("selftest_right", n, 1, col=4, step=False,
                                     note="1 where the result is the expected one.")
