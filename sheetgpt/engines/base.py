@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..a1 import cell_name
+from ..a1 import cell_name, quote_sheet
+from ..errors import UserError
 
 
 ERROR_VALUES = {"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA", "#SPILL!",
@@ -23,14 +24,15 @@ class CellValueError(Exception):
 
 @dataclass(frozen=True)
 class FormulaCell:
-    """One formula as the file stores it: a plain or array formula in one cell, or a
-    shared formula's whole group, given by its master cell."""
+    """One formula as the file stores it: a plain formula, an array formula (over its whole
+    range), or a shared formula's whole group, given by its master cell."""
 
     row: int  # 1-based
     col: int
     text: str  # without the leading '=', exactly as stored (a shared group: the master's text)
-    n_cells: int  # cells computed by it: a shared group's size, else 1
+    n_cells: int  # cells computed by it: a shared group's size, an array's range, else 1
     shared: bool
+    array: bool = False  # an array formula, shown {=...}
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,16 @@ class CellOverride:
 
     def __str__(self) -> str:
         return f"{self.sheet}!{cell_name(self.row, self.col)}={self.shown}"
+
+
+def refuse_array_formulas(structure, program: str, path) -> None:
+    """One line for a program that computes array formulas over ranges wrong (IronCalc) or
+    not at all (the formulas package), if the file (its FileStructure) has one."""
+    for name, sheet in structure.sheets.items():
+        for (r, c), (h, w) in sheet.arrays.items():
+            if h * w > 1:
+                raise UserError(f"{program} computes array formulas wrong, and {path} has one ({quote_sheet(name)}!"
+                                f"{cell_name(r + 1, c + 1)}): build the book with --form cells for {program}")
 
 
 def edits(overrides) -> list[list]:

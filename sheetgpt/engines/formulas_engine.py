@@ -1,7 +1,8 @@
 """The `formulas` package (PyPI) as an engine: fine for small books, far too slow for big ones.
 
-Known limits of formulas 1.3.4: MMULT(INDEX(rng,r,0),INDEX(rng,0,c)) evaluates wrongly and
-a formula referring to its own cell fails; sheetgpt's workbooks use neither.
+Known limits of formulas 1.3.4: MMULT(INDEX(rng,r,0),INDEX(rng,0,c)) evaluates wrongly, a
+formula referring to its own cell fails, and array formulas over ranges stay empty: a book
+of them (the default form) is refused, the cells form is computed.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from ..a1 import col_number
 from ..errors import UserError
+from .base import refuse_array_formulas
 from .fast import FUNCTIONS, FileBook, FileStructure, FormulaError, compile_groups, read_workbook
 
 _CELL_KEY = re.compile(r"^'\[[^\]]*\](.*)'!([A-Z]+)([0-9]+)$")
@@ -40,6 +42,7 @@ def _read_formulas(path: Path) -> FileStructure:
 
 def evaluate_with_formulas(path: Path, progress: bool | None = None) -> FormulasBook:
     structure = _read_formulas(path)
+    refuse_array_formulas(structure, "the formulas engine", path)
     import formulas
     import schedula as sh
     from formulas.tokens.operand import XlError

@@ -23,7 +23,7 @@ from xml.etree import ElementTree
 
 from ..a1 import cell_name
 from ..errors import UserError
-from .base import CellOverride, edits
+from .base import CellOverride, edits, refuse_array_formulas
 from .fast import FastBook, FileStructure, type_into
 from .fast.reader import Sheet, read_workbook
 
@@ -52,7 +52,7 @@ def evaluate_with_ironcalc(path: Path, progress: bool | None = None, timeout: fl
         raise UserError("IronCalc is not installed; install it with: pip install ironcalc")
     typed = json.dumps(edits(overrides))
     return _recalculated(path, "IronCalc", lambda src, dst: [sys.executable, "-c", _IRONCALC, src, dst, typed],
-                         timeout, overrides)
+                         timeout, overrides, array_formulas=False)
 
 
 def evaluate_with_gnumeric(path: Path, progress: bool | None = None, timeout: float = DEFAULT_TIMEOUT,
@@ -68,13 +68,17 @@ def evaluate_with_gnumeric(path: Path, progress: bool | None = None, timeout: fl
 
 
 def _recalculated(path: Path, program: str, command, timeout: float, overrides: Sequence[CellOverride] = (),
-                  typed_into_file: bool = False) -> FastBook:
+                  typed_into_file: bool = False, array_formulas: bool = True) -> FastBook:
+    """array_formulas: whether the program computes array formulas over ranges right
+    (IronCalc 0.9.1 does not: #VALUE!, or numbers off)."""
     if not every_cell_named(path):
         raise UserError(f"{path} has cells without their address (built with --compact): {program} cannot read "
                         "it correctly; build it without --compact")
     wb = read_workbook(path)  # the constants
     type_into(wb, overrides)
     structure = FileStructure.of(wb)  # the formulas: the other program's file holds values only
+    if not array_formulas:
+        refuse_array_formulas(structure, program, path)
     with tempfile.TemporaryDirectory(prefix="sheetgpt-peer-") as tmp:
         out = Path(tmp) / "values.xlsx"
         if overrides and typed_into_file:

@@ -45,7 +45,10 @@ def type_into(wb: Workbook, overrides: Sequence[CellOverride]) -> None:
     for o in overrides:
         if o.sheet not in wb.sheets:
             raise UserError(f"--set {o}: the workbook has no sheet {o.sheet!r}")
-        wb.sheets[o.sheet].put(o.row - 1, o.col - 1, o.value)
+        try:
+            wb.sheets[o.sheet].put(o.row - 1, o.col - 1, o.value)
+        except ValueError as e:
+            raise UserError(f"--set {o}: {e}") from None
 
 
 class Recalculation:
@@ -55,7 +58,7 @@ class Recalculation:
     def __init__(self, path: str | Path, progress: bool | None = None):
         self._wb = read_workbook(path)
         self._groups = _compile(self._wb)
-        self._formulas = {(g.sheet, int(r), int(c)) for g in self._groups for r, c in zip(g.rows, g.cols)}
+        self._formulas = {(g.sheet, int(r), int(c)) for g in self._groups for r, c in zip(*g.covered())}
         self._saved: list[tuple[Sheet, int, int, float, int, str | None]] = []
         self._progress = progress
 
@@ -97,7 +100,7 @@ def _evaluate_all(wb: Workbook, groups: list, progress: bool | None, problems: l
                 if problems is None:
                     raise UserError(message) from None
                 problems.append(message)
-                evaluate_group(wb.sheets, error_group(g.sheet, g.rows, g.cols, g.source))
+                evaluate_group(wb.sheets, error_group(g.sheet, g.rows, g.cols, g.source, g.extent))
             bar.update(len(g))
 
 

@@ -17,12 +17,27 @@ class SheetStructure:
     when the values come from another program."""
 
     shape: tuple[int, int]
-    single_cell: list[tuple[int, int, str]]  # plain and (single-cell) array formulas: 0-based row, col, text
+    single_cell: list[tuple[int, int, str]]  # plain and array formulas: 0-based row, col, text
     shared: list[SharedFormula]
+    arrays: dict[tuple[int, int], tuple[int, int]]  # every array formula's master -> its (rows, cols)
 
     @classmethod
     def of(cls, sheet: Sheet) -> SheetStructure:
-        return cls(sheet.shape, sheet.formulas + sheet.array_formulas, list(sheet.shared.values()))
+        arrays = {(r, c): sheet.array_extents.get((r, c), (1, 1)) for r, c, _ in sheet.array_formulas}
+        return cls(sheet.shape, sheet.formulas + sheet.array_formulas, list(sheet.shared.values()), arrays)
+
+    def cells(self):
+        """(row, col) arrays (0-based) of every cell a formula computes: an array formula's whole range."""
+        rows = [np.array([r for r, _, _ in self.single_cell], np.int64)]
+        cols = [np.array([c for _, c, _ in self.single_cell], np.int64)]
+        for (r, c), (h, w) in self.arrays.items():
+            if h * w > 1:
+                rr, cc = np.mgrid[r:r + h, c:c + w]
+                rows.append(rr.ravel())
+                cols.append(cc.ravel())
+        rows += [np.asarray(g.rows, np.int64) for g in self.shared]
+        cols += [np.asarray(g.cols, np.int64) for g in self.shared]
+        return np.concatenate(rows), np.concatenate(cols)
 
 
 @dataclass(frozen=True)
@@ -58,32 +73,27 @@ class FileBook(EvaluatedBook):
 
     def formulas(self, sheet: str) -> list[FormulaCell]:
         s = self._sheet_structure(sheet)
-        out = [FormulaCell(r + 1, c + 1, text, 1, False) for r, c, text in s.single_cell]
+        out = [FormulaCell(r + 1, c + 1, text, _size(s.arrays.get((r, c), (1, 1))), False, (r, c) in s.arrays)
+               for r, c, text in s.single_cell]
         out += [FormulaCell(g.row + 1, g.col + 1, g.text, len(g.rows), True) for g in s.shared]
         return sorted(out, key=lambda f: (f.row, f.col))
 
     def formula_cells(self, sheet: str, max_row: int, max_col: int) -> set[tuple[int, int]]:
-        s = self._sheet_structure(sheet)
-        cells = {(r + 1, c + 1) for r, c, _ in s.single_cell if r < max_row and c < max_col}
-        for g in s.shared:
-            rows, cols = np.asarray(g.rows), np.asarray(g.cols)
-            inside = (rows < max_row) & (cols < max_col)
-            cells.update(zip((rows[inside] + 1).tolist(), (cols[inside] + 1).tolist()))
-        return cells
+        rows, cols = self._sheet_structure(sheet).cells()
+        inside = (rows < max_row) & (cols < max_col)
+        return set(zip((rows[inside] + 1).tolist(), (cols[inside] + 1).tolist()))
 
     def formula_mask(self, sheet: str) -> np.ndarray:
         s = self._sheet_structure(sheet)
         mask = np.zeros(s.shape, bool)
-        for r, c, _ in s.single_cell:
-            mask[r, c] = True
-        for g in s.shared:
-            mask[np.asarray(g.rows), np.asarray(g.cols)] = True
+        mask[s.cells()] = True
         return mask
 
     def formula_at(self, sheet: str, row: int, col: int) -> str | None:
         s = self._sheet_structure(sheet)
         for r, c, text in s.single_cell:
-            if (r, c) == (row - 1, col - 1):
+            h, w = s.arrays.get((r, c), (1, 1))
+            if r <= row - 1 < r + h and c <= col - 1 < c + w:
                 return text
         for g in s.shared:
             if any(r == row - 1 and c == col - 1 for r, c in zip(g.rows, g.cols)):
@@ -92,6 +102,10 @@ class FileBook(EvaluatedBook):
 
     def shape(self, sheet: str) -> tuple[int, int]:
         return self._sheet_structure(sheet).shape
+
+
+def _size(extent: tuple[int, int]) -> int:
+    return extent[0] * extent[1]
 
 
 class FastBook(FileBook):

@@ -45,9 +45,18 @@ class Group:
     array: bool = False  # an array formula: ranges stay arrays everywhere
     source: str = ""  # formula text of the first cell, for messages
     shared: bool = False  # one shared formula's cells (else plain formulas alike in shape)
+    extent: tuple[int, int] = (1, 1)  # an array formula's range from each of its cells (rows, cols)
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def covered(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every cell the group computes (an array formula's whole range), 0-based."""
+        h, w = self.extent
+        if (h, w) == (1, 1):
+            return self.rows, self.cols
+        dr, dc = np.mgrid[0:h, 0:w]
+        return ((self.rows[:, None] + dr.ravel()).ravel(), (self.cols[:, None] + dc.ravel()).ravel())
 
     def first_cell(self) -> str:
         return f"{self.sheet}!{cell_name(int(self.rows[0]) + 1, int(self.cols[0]) + 1)}"
@@ -55,7 +64,7 @@ class Group:
     def select(self, cells: np.ndarray) -> "Group":
         return Group(self.sheet, self.rows[cells], self.cols[cells], self.tree, self.slot_sheets, self.slot_shapes,
                      [r[cells] for r in self.slot_r0], [c[cells] for c in self.slot_c0], self.array, self.source,
-                     self.shared)
+                     self.shared, self.extent)
 
     def split(self) -> list["Group"]:
         return [self.select(np.arange(i, i + 1)) for i in range(len(self))]
@@ -148,8 +157,9 @@ def compile_groups(wb: Workbook, functions: Mapping[str, Callable], problems: Pr
                 groups.append(error_group(sheet.name, rows, cols, shared.text))
         plain: dict[tuple, _Acc] = defaultdict(_Acc)
         cache: dict[str, tuple[object, list]] = {}
-        cells = [(r, c, t, False) for r, c, t in sheet.formulas] + [(r, c, t, True) for r, c, t in sheet.array_formulas]
-        for row, col, text, array in cells:
+        cells = [(r, c, t, None) for r, c, t in sheet.formulas] + \
+            [(r, c, t, sheet.array_extents.get((r, c), (1, 1))) for r, c, t in sheet.array_formulas]
+        for row, col, text, array in cells:  # array: None, or an array formula's extent
             if text not in cache:
                 try:
                     cache[text] = _templatize(parse(text), sheet.name, sheets, functions, names)
@@ -175,13 +185,14 @@ def compile_groups(wb: Workbook, functions: Mapping[str, Callable], problems: Pr
             groups.append(Group(sheet.name, np.asarray(acc.rows, np.int64), np.asarray(acc.cols, np.int64), tree,
                                 [s for s, _ in slot_info], [shape for _, shape in slot_info],
                                 [np.asarray(r, np.int64) for r in acc.r0], [np.asarray(c, np.int64) for c in acc.c0],
-                                array=array, source=acc.source))
+                                array=array is not None, source=acc.source, extent=array or (1, 1)))
     return groups
 
 
-def error_group(sheet: str, rows: np.ndarray, cols: np.ndarray, text: str) -> Group:
-    """Cells that show #VALUE!: their formula could not be computed."""
-    return Group(sheet, rows, cols, Err("#VALUE!"), [], [], [], [], source=text)
+def error_group(sheet: str, rows: np.ndarray, cols: np.ndarray, text: str, extent: tuple[int, int] = (1, 1)) -> Group:
+    """Cells that show #VALUE!: their formula could not be computed (over an array's whole range)."""
+    return Group(sheet, rows, cols, Err("#VALUE!"), [], [], [], [], array=extent != (1, 1), source=text,
+                 extent=extent)
 
 
 def _shared_groups(sheet: str, tree, refs, rows, cols, mrow, mcol, text, where) -> list[Group]:
@@ -221,8 +232,9 @@ def order_groups(groups: list[Group], problems: Problems | None = None) -> list[
     """Groups in an order where each comes after every group it reads from.
 
     Dependencies are found by bounding boxes. Groups caught in a cycle of boxes are split
-    by position first: a shared formula into its rows, per-cell formulas into their
-    columns (a book's steps hold positions in rows, its transposed keys in columns), but
+    by position first: shared and array formulas (and plain ones down a column) into their
+    rows, other per-cell formulas into their columns (a book's steps hold positions in rows,
+    its transposed keys in columns), but
     only where the cells read different formula cells; a generated token's position then
     reads only earlier ones. Groups still caught are split into single cells, whose boxes
     are exact, and a cycle that remains is a real circular reference: CompileError, or
@@ -240,7 +252,7 @@ def order_groups(groups: list[Group], problems: Problems | None = None) -> list[
         if problems is None:
             raise CompileError(message)
         problems(message)
-        groups = [error_group(g.sheet, g.rows, g.cols, g.source) if id(g) in cyclic else g for g in groups]
+        groups = [error_group(g.sheet, g.rows, g.cols, g.source, g.extent) if id(g) in cyclic else g for g in groups]
         order, cyclic = _toposort(groups)
     return order
 
@@ -250,7 +262,8 @@ def _split_by_position(g: Group, formula_sheets: set[str]) -> list[Group]:
                  for sheet, r0, c0 in zip(g.slot_sheets, g.slot_r0, g.slot_c0))
     if len(g) == 1 or not moving:  # every cell reads the same formula cells: splitting cannot help
         return [g]
-    return g.split_by(g.rows if g.shared else g.cols)
+    by_rows = g.shared or g.array or np.ptp(g.cols) == 0  # plain formulas down one column: rows too
+    return g.split_by(g.rows if by_rows else g.cols)
 
 
 def _toposort(groups: list[Group]) -> tuple[list[Group], set[int]]:
@@ -260,8 +273,8 @@ def _toposort(groups: list[Group]) -> tuple[list[Group], set[int]]:
         by_sheet[g.sheet].append(i)
     for sheet, members in by_sheet.items():
         gs = [groups[i] for i in members]
-        boxes[sheet] = (np.array([g.rows.min() for g in gs]), np.array([g.rows.max() for g in gs]),
-                        np.array([g.cols.min() for g in gs]), np.array([g.cols.max() for g in gs]),
+        boxes[sheet] = (np.array([g.rows.min() for g in gs]), np.array([g.rows.max() + g.extent[0] - 1 for g in gs]),
+                        np.array([g.cols.min() for g in gs]), np.array([g.cols.max() + g.extent[1] - 1 for g in gs]),
                         np.array(members))
     deps: list[set[int]] = []
     for g in groups:

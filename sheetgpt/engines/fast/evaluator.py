@@ -33,8 +33,14 @@ def evaluate_group(sheets: dict[str, Sheet], group: Group) -> None:
     for start in range(0, len(group), step):
         ctx = Ctx(sheets, group, slice(start, start + step))
         with np.errstate(all="ignore"):  # overflow and invalid results become #NUM! explicitly
-            result = to_cell(ctx, evaluate(group.tree, ctx))
-        _store(sheets[group.sheet], ctx.rows, ctx.cols, result)
+            if group.extent == (1, 1):
+                _store(sheets[group.sheet], ctx.rows, ctx.cols, to_cell(ctx, evaluate(group.tree, ctx)))
+                continue
+            h, w = group.extent
+            result = to_range(ctx, evaluate(group.tree, ctx), h, w)  # [n, h, w]
+            rows = np.broadcast_to(ctx.rows[:, None, None] + np.arange(h)[None, :, None], result.shape)
+            cols = np.broadcast_to(ctx.cols[:, None, None] + np.arange(w)[None, None, :], result.shape)
+            _store(sheets[group.sheet], rows.ravel(), cols.ravel(), result.flat())
 
 
 def to_cell(ctx: Ctx, v) -> Vals:
@@ -43,7 +49,34 @@ def to_cell(ctx: Ctx, v) -> Vals:
         v = materialize(ctx.sheets, v) if ctx.array else intersect(ctx, v)
     if v.num.ndim == 3:
         v = v.take((slice(None), 0, 0))
-    if v.kind is not None and (v.kind == EMPTY).any():  # =A1 of an empty cell shows 0
+    return to_cell_values(v)  # =A1 of an empty cell shows 0
+
+
+def to_range(ctx: Ctx, v, h: int, w: int) -> Vals:
+    """What an array formula shows over its h x w range, per cell of the group [n, h, w]:
+    its array, where the array is one value, one row or one column that repeated (as Excel
+    and LibreOffice do), and #N/A beyond the array's size."""
+    if isinstance(v, RangeVal):
+        v = materialize(ctx.sheets, v)
+    if v.num.ndim == 1:
+        v = Vals(v.num[:, None, None], None if v.kind is None else v.kind[:, None, None],
+                 None if v.obj is None else v.obj[:, None, None])
+    vh, vw = v.num.shape[1:]
+    rows, cols = np.arange(h), np.arange(w)
+    ri = (np.zeros(h, np.int64) if vh == 1 else np.minimum(rows, vh - 1))[:, None]
+    ci = (np.zeros(w, np.int64) if vw == 1 else np.minimum(cols, vw - 1))[None, :]
+    out = v.take((slice(None), ri, ci))
+    n = len(ctx.rows)
+    out = Vals(*(None if a is None else np.broadcast_to(a, (n, h, w)) for a in (out.num, out.kind, out.obj)))
+    beyond = ((rows >= vh) & (vh > 1))[:, None] | ((cols >= vw) & (vw > 1))[None, :]
+    if beyond.any():
+        out = select(np.broadcast_to(~beyond, (n, h, w)), out, error("#N/A", (n, h, w)))
+    return to_cell_values(out)
+
+
+def to_cell_values(v: Vals) -> Vals:
+    """An empty cell read by a formula shows 0."""
+    if v.kind is not None and (v.kind == EMPTY).any():
         kind = v.kind.copy()
         num = np.where(kind == EMPTY, 0.0, v.num)
         kind[kind == EMPTY] = NUM
@@ -207,6 +240,13 @@ def _sort_key(kind, num, obj, other_kind):
     return (2, num)
 
 
+def _as_3d(v: Vals) -> Vals:
+    if v.num.ndim == 3:
+        return v
+    return Vals(v.num[:, None, None], None if v.kind is None else v.kind[:, None, None],
+                None if v.obj is None else v.obj[:, None, None])
+
+
 def _kinds(v: Vals) -> np.ndarray:
     return v.kind if v.kind is not None else np.full(v.num.shape, NUM, np.uint8)
 
@@ -224,7 +264,11 @@ def concat(a: Vals, b: Vals) -> Vals:
 
 
 def select(cond: np.ndarray, a: Vals, b: Vals) -> Vals:
-    """Per element: a where cond, else b."""
+    """Per element: a where cond, else b (shapes broadcast: a value per cell [n] against
+    an array per cell [n, h, w])."""
+    if a.num.ndim != b.num.ndim or cond.ndim != max(a.num.ndim, b.num.ndim):
+        a, b = _as_3d(a), _as_3d(b)
+        cond = cond.reshape(cond.shape + (1,) * (3 - cond.ndim))
     num = np.where(cond, a.num, b.num)
     if a.kind is None and b.kind is None:
         return Vals(num)

@@ -247,13 +247,14 @@ def SUMPRODUCT(ctx, args):
 
 @function("MMULT", portable=True, array_args=True)
 def MMULT(ctx, args):
+    """The matrix product; a normal cell shows its top-left element, an array formula all of it."""
     if len(args) != 2:
         raise EvalError("MMULT takes 2 arguments")
     a, b = _array(ctx, args[0]), _array(ctx, args[1])
     if isinstance(a, RangeVal) and isinstance(b, RangeVal):
         if a.w != b.h:
             return error("#VALUE!", ctx.n)
-        if a.h == 1 and b.w == 1:  # a row by a column: what a normal cell shows is their dot product
+        if a.h == 1 and b.w == 1:  # a row by a column: one number, their dot product
             fast = _dot(ctx, a, b)
             if fast is not None:
                 return fast
@@ -261,11 +262,47 @@ def MMULT(ctx, args):
     B, ib = _as_arrays(ctx, b)
     if A.num.shape[2] != B.num.shape[1]:
         return error("#VALUE!", ctx.n)
-    bad_a = _expand(np.zeros(A.num.shape[0], bool) if A.kind is None else (A.kind != NUM).reshape(len(A.num), -1).any(1), ia)
-    bad_b = _expand(np.zeros(B.num.shape[0], bool) if B.kind is None else (B.kind != NUM).reshape(len(B.num), -1).any(1), ib)
-    top_left = np.einsum("nk,nk->n", _expand(A.num, ia)[:, 0, :], _expand(B.num, ib)[:, :, 0])
-    bad = bad_a | bad_b
-    return numbers_result(top_left, np.where(bad, "#VALUE!", None) if bad.any() else None)
+    bad = _per_cell(_not_numbers(A), ia) | _per_cell(_not_numbers(B), ib)  # [n or 1]
+    if not ctx.array:
+        top_left = np.einsum("nk,nk->n", _expand(A.num, ia)[:, 0, :], _expand(B.num, ib)[:, :, 0])
+        return numbers_result(top_left, np.where(bad, "#VALUE!", None) if bad.any() else None)
+    product = np.matmul(_per_cell(A.num, ia), _per_cell(B.num, ib))  # [n or 1, h, w]
+    product = np.broadcast_to(product, (ctx.n, *product.shape[1:]))
+    bad = np.broadcast_to(bad, (ctx.n,))[:, None, None]
+    return numbers_result(product, np.where(bad, "#VALUE!", None) if bad.any() else None)
+
+
+def _not_numbers(v: Vals) -> np.ndarray:
+    """[u]: whether each array holds anything but numbers."""
+    if v.kind is None:
+        return np.zeros(v.num.shape[0], bool)
+    return (v.kind != NUM).reshape(len(v.num), -1).any(axis=1)
+
+
+def _per_cell(x: np.ndarray, inverse: np.ndarray | None) -> np.ndarray:
+    """Arrays indexed per cell, or one array left for broadcasting when every cell uses it."""
+    if len(x) > 1 and x.strides[0] == 0:  # one array broadcast to every cell
+        return x[:1]
+    if inverse is None or len(x) == 1:
+        return x
+    return x[inverse]
+
+
+@function("TRANSPOSE", portable=True, array_args=True)
+def TRANSPOSE(ctx, args):
+    if len(args) != 1:
+        raise EvalError("TRANSPOSE takes 1 argument")
+    v = _array(ctx, args[0])
+    if isinstance(v, RangeVal):
+        uniq, inverse = _unique_ranges(v)
+        arr = materialize(ctx.sheets, uniq)
+        arr = arr.take(inverse) if len(uniq.r0) > 1 else arr
+    else:
+        arr = v if v.num.ndim == 3 else Vals(*(None if a is None else a[:, None, None] for a in (v.num, v.kind, v.obj)))
+    t = Vals(*(None if a is None else np.swapaxes(a, 1, 2) for a in (arr.num, arr.kind, arr.obj)))
+    if len(t.num) == 1 and ctx.n > 1:
+        t = Vals(*(None if a is None else np.broadcast_to(a, (ctx.n, *a.shape[1:])) for a in (t.num, t.kind, t.obj)))
+    return t if ctx.array else t.take((slice(None), 0, 0))
 
 
 # -- lookup ----------------------------------------------------------------------------------
@@ -462,8 +499,6 @@ def IF(ctx, args):
 
     taken = cond != 0
     then, other = branch(1, bool(taken.any()) or errs is not None), branch(2, not taken.all() or errs is not None)
-    if then.num.ndim == 3 or other.num.ndim == 3:
-        raise EvalError("IF returning arrays is not supported")
     v = select(cond != 0, then, other)
     if errs is None:
         return v

@@ -32,7 +32,7 @@ try:  # ISA-L's inflate: the same deflate, several times faster (pip install isa
 except ImportError:  # pragma: no cover - zlib does the same, slower
     _isal_zlib, _ISAL_ERRORS = None, ()
 
-from ...a1 import MAX_COLS, MAX_ROWS, col_letter, col_number
+from ...a1 import MAX_COLS, MAX_ROWS, cell_name, col_letter, col_number
 from ...errors import UserError
 from ...workers import worker_init
 
@@ -70,11 +70,19 @@ class Sheet:
     text: dict[tuple[int, int], str]  # strings and error codes by (row, col)
     formulas: list[tuple[int, int, str]]  # plain formulas (0-based row, col, text without '=')
     shared: dict[str, SharedFormula]
-    array_formulas: list[tuple[int, int, str]] = field(default_factory=list)  # single-cell {=...}
+    array_formulas: list[tuple[int, int, str]] = field(default_factory=list)  # {=...}: 0-based master, text
+    array_extents: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)  # master -> (rows, cols)
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.num.shape
+
+    def array_around(self, row: int, col: int) -> str | None:
+        """The range (A1) of the multi-cell array formula that holds a cell (0-based), if any."""
+        for (r, c), (h, w) in self.array_extents.items():
+            if r <= row < r + h and c <= col < c + w:
+                return f"{cell_name(r + 1, c + 1)}:{cell_name(r + h, c + w)}"
+        return None
 
     def put(self, row: int, col: int, value: float | str) -> None:
         """Type a value into a cell (0-based), replacing what it held, formula included."""
@@ -84,6 +92,9 @@ class Sheet:
             num[:self.num.shape[0], :self.num.shape[1]], kind[:self.kind.shape[0], :self.kind.shape[1]] = \
                 self.num, self.kind
             self.num, self.kind = num, kind
+        inside = self.array_around(row, col)
+        if inside is not None:
+            raise ValueError(f"the cell is part of the array formula at {inside}: an array is edited as a whole")
         self.formulas = [f for f in self.formulas if f[:2] != (row, col)]
         self.array_formulas = [f for f in self.array_formulas if f[:2] != (row, col)]
         for si, g in list(self.shared.items()):
@@ -261,6 +272,7 @@ class _SheetBuilder:
         self.cells: list[tuple[int, int, int, object]] = []  # (row, col, kind, value) other cells
         self.formulas: list[tuple[int, int, str]] = []
         self.array_formulas: list[tuple[int, int, str]] = []
+        self.array_extents: dict[tuple[int, int], tuple[int, int]] = {}
         self.shared: dict[str, SharedFormula] = {}
         self.row = -1
         self.max_row = self.max_col = -1
@@ -550,12 +562,24 @@ class _SheetBuilder:
         elif kind == b"normal":
             self.formulas.append((self.row, col, text))
         elif kind == b"array":
-            ref = attrs.get(b"ref", b"").decode()
-            if ref and ":" in ref and ref.split(":")[0] != ref.split(":")[1]:
-                raise FileError(f"sheet {self.name!r}: multi-cell array formula at {ref} is not supported")
+            extent = self._array_extent(attrs.get(b"ref", b"").decode(), col)
+            if extent != (1, 1):
+                self.array_extents[(self.row, col)] = extent
+                self.max_row = max(self.max_row, self.row + extent[0] - 1)
+                self.max_col = max(self.max_col, col + extent[1] - 1)
             self.array_formulas.append((self.row, col, text))
         else:
             raise FileError(f"sheet {self.name!r}: {kind.decode(errors='replace')} formulas are not supported")
+
+    def _array_extent(self, ref: str, col: int) -> tuple[int, int]:
+        """(rows, cols) of an array formula's range, which starts at its own cell."""
+        if not ref or ":" not in ref:
+            return 1, 1
+        first, last = (_split_a1(part) for part in ref.split(":"))
+        if first != (self.row, col) or last[0] < first[0] or last[1] < first[1]:
+            raise FileError(f"sheet {self.name!r}: array formula at {cell_name(self.row + 1, col + 1)} has the "
+                            f"range {ref}, which does not start there")
+        return last[0] - first[0] + 1, last[1] - first[1] + 1
 
     def finish(self) -> Sheet:
         n_rows, n_cols = self.max_row + 1, self.max_col + 1
@@ -577,10 +601,18 @@ class _SheetBuilder:
                 num[r, c] = float(v)
             else:
                 text[(r, c)] = v
-        return Sheet(self.name, num, kind, text, self.formulas, self.shared, self.array_formulas)
+        return Sheet(self.name, num, kind, text, self.formulas, self.shared, self.array_formulas, self.array_extents)
 
 
 @functools.lru_cache(maxsize=1 << 15)
+def _split_a1(address: str) -> tuple[int, int]:
+    """'C12' (or '$C$12') -> 0-based (row, col)."""
+    m = _CELL_REF.fullmatch(address.replace("$", "").encode())
+    if m is None:
+        raise FileError(f"{address!r} is not a cell address")
+    return int(m.group(2)) - 1, _column_of(m.group(1))
+
+
 def _column_of(letters: bytes) -> int:
     """0-based column of A1-style letters."""
     return col_number(letters.decode()) - 1

@@ -28,6 +28,11 @@ class Vals:
     def shape(self) -> tuple[int, ...]:
         return self.num.shape
 
+    def flat(self) -> "Vals":
+        """The elements in one dimension, row by row."""
+        return Vals(self.num.ravel(), None if self.kind is None else self.kind.ravel(),
+                    None if self.obj is None else self.obj.ravel())
+
     def take(self, index) -> "Vals":
         return Vals(self.num[index], None if self.kind is None else self.kind[index],
                     None if self.obj is None else self.obj[index])
