@@ -98,3 +98,20 @@ def parse_range(text: str) -> Range | None:
     if c0 > c1:
         c0, c1, ac0, ac1 = c1, c0, ac1, ac0
     return Range(sheet, r0, c0, r1, c1, ar0, ac0, ar1, ac1)
+
+
+# a cell address in formula text: not part of a name, a number or a function call
+_FORMULA_CELL = re.compile(r"(?<![A-Za-z0-9_.$])(\$?)([A-Z]{1,3})(\$?)([0-9]+)(?![A-Za-z0-9_(!])")
+_QUOTED = re.compile(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")")  # sheet names and text literals
+
+
+def pin_rows(formula: str, offset: int) -> str:
+    """A formula written for a cell `offset` rows below, with every relative row made
+    absolute: B3 -> B$5, $D3:$S3 -> $D$5:$S$5 for offset 2. Shared along a row, it then
+    forms no group down a column (which LibreOffice computes as one, see BENCHMARKS.md)."""
+    def pin(m: re.Match) -> str:
+        abs_col, col, abs_row, row = m.groups()
+        return f"{abs_col}{col}${int(row) + (0 if abs_row else offset)}"
+
+    parts = _QUOTED.split(formula)
+    return "".join(p if k % 2 else _FORMULA_CELL.sub(pin, p) for k, p in enumerate(parts))

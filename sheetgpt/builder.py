@@ -14,18 +14,18 @@ from typing import Callable, Iterable
 import numpy as np
 import regex
 
-from .a1 import box, quote_sheet
+from .a1 import box, pin_rows, quote_sheet
 from .errors import UserError
-from .layout import FIRST_COL, FIRST_ROW, Block, BookOptions, Layout, Sheet
+from .layout import FIRST_COL, FIRST_ROW, FORWARD_STAGES, Block, BookOptions, Layout, Sheet
 from .load import LoadedModel
 from .parallel import WeightFormatter, default_workers
 from .progress import Progress
-from .steps.base import BuildInputs, CellFormulas, Cells, Constants, Formula
+from .steps.base import ArrayFormula, BuildInputs, CellFormulas, Cells, Constants, Formula
 from .steps.guide import GUIDE_SHEET
 from .steps.prompt import chars_capacity, is_tokenizer, readable, status_message
 from .tokenizer import GPT2_PATTERN
-from .xlsx import (SheetOptions, Style, WorkbookWriter, formula_cell, number_cells, row_xml, shared_formula_cells,
-                   shared_formula_master, string_cell)
+from .xlsx import (SheetOptions, Style, WorkbookWriter, array_formula_cell, empty_cells, formula_cell, number_cells,
+                   row_xml, shared_formula_cells, shared_formula_master, string_cell)
 
 DEFAULT_POSITIONS = 16  # token positions of a typed-prompt book, unless the prompt needs more
 COMPRESS_LEVEL = 3  # deflate: level 3 is ~12% smaller than 1 for 50% more time
@@ -200,6 +200,12 @@ class _SheetWriter:
             for i, texts in enumerate(cells.texts):
                 _put(rows, w.row + i, w.col, b"".join(formula_cell(t, cells.style) for t in texts), len(texts))
             self.n_formulas += w.size if self._in_block(w) else 0
+        elif isinstance(cells, ArrayFormula):
+            _put(rows, w.row, w.col, array_formula_cell(cells.text, w.box(), cells.style)
+                 + empty_cells(w.n_cols - 1, cells.style), w.n_cols)
+            for i in range(1, w.n_rows):
+                _put(rows, w.row + i, w.col, empty_cells(w.n_cols, cells.style), w.n_cols)
+            self.n_formulas += w.size if self._in_block(w) else 0
         elif isinstance(cells, Constants):
             for i, values in enumerate(cells.values):
                 _put(rows, w.row + i, w.col, b"".join(_constant(v, cells.style) for v in values), len(values))
@@ -210,11 +216,29 @@ class _SheetWriter:
         return bool(where.name) or any(b.contains(where.row, where.col)
                                        for b in self.layout.sheet(where.sheet).blocks)
 
+    def _pins_rows(self, where: Block) -> bool:
+        """Whether a formula over `where` is written row by row, each row's references pinned
+        (pin_rows): in a book of array formulas that writes, for the forward pass's blocks
+        whose rows are positions (or heads' positions), so that no formula group spans two
+        positions. A group spanning them reaches itself through the generated tokens, and
+        LibreOffice's threaded group calculation then falls back to slow recursive work
+        (BENCHMARKS.md). The cells form keeps its groups: pinned, LibreOffice computes its
+        next_logits column groups wrong (Err:522); the cells form is for IronCalc."""
+        layout, options = self.layout, self.layout.options
+        sheet = layout.sheet(where.sheet)
+        return (options.generate > 0 and options.arrays and 1 < where.n_rows <= layout.T * layout.cfg.n_head
+                and sheet.stage in FORWARD_STAGES and not is_tokenizer(sheet.owner))
+
     def _put_formula(self, rows: Rows, f: Formula, si: int) -> int:
         """One shared formula over f.where, written for its top-left cell. Where the mask is
         False the cell holds f.fill (None: it stays empty)."""
         w = f.where
         mask = np.ones(w.shape, dtype=bool) if f.mask is None else f.mask
+        if self._pins_rows(w):
+            for i in range(w.n_rows):
+                si = self._put_formula(rows, Formula(w.part(row0=i, n_rows=1), pin_rows(f.text, i), f.style,
+                                                     mask[i:i + 1], f.fill), si)
+            return si
         assert mask.shape == w.shape and mask[0, 0], "the master cell of a shared formula must hold it"
         self.n_formulas += int(mask.sum()) if self._in_block(w) else 0
         if w.size == 1:

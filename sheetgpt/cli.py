@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .layout import FORMS
 
 from .load import DEFAULT_MODEL
 MODEL_HELP = ("shakespeare (default: bundled, offline, a small GPT-2 trained on Shakespeare), tiny (bundled, "
@@ -101,6 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--lens", action=argparse.BooleanOptionalAction, default=True,
                    help="the logit lens: each layer's prediction for the last position (default: on; it costs one "
                         "unembedding per layer, 1.2M cells on GPT-2 small; --no-lens leaves it out)")
+    b.add_argument("--form", choices=FORMS, default="arrays",
+                   help="how the book writes its matrix products (linear layers, unembedding, lens): arrays "
+                        "(default: one array formula each, which LibreOffice computes several times faster; Excel, "
+                        "LibreOffice and Gnumeric compute them) or cells (one formula per cell: for IronCalc, "
+                        "which computes array formulas wrong)")
     b.add_argument("--steer", nargs=2, metavar=("TOWARDS", "AWAY"),
                    help="a steering vector from the model itself: TOWARDS's residual stream minus AWAY's "
                         "(mean over positions) entering --steer-layer; its coefficient stays 0 unless --steer-coef")
@@ -203,7 +209,7 @@ def _build(args) -> int:
                         args.steer_coef)
     built = build(args.model, args.prompt, args.output, progress=False if args.quiet else None,
                   compact=args.compact, typed_prompt=not args.fixed, positions=args.positions,
-                  generate=args.generate, lens=args.lens, steering=steering)
+                  generate=args.generate, lens=args.lens, steering=steering, form=args.form)
     result = built.result
     where = (f" in {result.positions} positions (type any prompt into {GUIDE_SHEET}!B{PROMPT_ROW})"
              if result.typed_prompt else "")

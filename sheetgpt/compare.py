@@ -12,7 +12,7 @@ import numpy as np
 from .a1 import cell_name
 from .engines import EvaluatedBook
 from .layout import Block
-from .steps.base import CellFormulas, Cells, Constants, Formula, Values, Vocab
+from .steps.base import FORMULAS, Cells, Constants, Values, Vocab
 
 
 @dataclass
@@ -56,7 +56,7 @@ def compare_shown(values: EvaluatedBook, cells: dict[str, list[Cells]], ref: Val
     results = []
     for sheet_cells in cells.values():
         for c in sheet_cells:
-            if isinstance(c, (Formula, CellFormulas)) and c.shows is not None:
+            if isinstance(c, FORMULAS) and c.shows is not None:
                 blk = c.where
                 want = c.shows.expected(ref, vocab)
                 if all(isinstance(w, str) for w in want):
@@ -142,7 +142,7 @@ def foreign_formulas(values: EvaluatedBook, cells: dict[str, list[Cells]]) -> li
             continue
         mask = values.formula_mask(sheet)
         for c in cells.get(sheet, []):
-            if isinstance(c, (Formula, CellFormulas)):
+            if isinstance(c, FORMULAS):
                 w = c.where
                 mask[w.row - 1:w.row - 1 + w.n_rows, w.col - 1:w.col - 1 + w.n_cols] = False
         if mask.any():

@@ -58,16 +58,17 @@ class Steering:
 
 def build(model_spec: str, prompt: str, out: Path | None = None, progress: bool | None = None,
           compact: bool = False, typed_prompt: bool = True, positions: int | None = None, generate: int = 0,
-          lens: bool = True, steering: Steering = Steering()) -> Built:
+          lens: bool = True, steering: Steering = Steering(), form: str = "arrays") -> Built:
     """Load the model, tokenize and lay out once, then write the workbook atomically.
 
     typed_prompt: the prompt is a cell the sheet tokenizes; a prompt the sheet cannot read
     (beyond ASCII, a word too long) gets a book of fixed token ids instead, with a notice
     (with generation, an error). generate: tokens the book writes after the prompt; lens:
     the logit lens (on by default: on GPT-2 small it keeps check at 44 s and LibreOffice's
-    recalculation as it was, see BENCHMARKS.md)."""
+    recalculation as it was, see BENCHMARKS.md); form: "arrays" (matrix products as array
+    formulas) or "cells" (for IronCalc)."""
     model = load_model(model_spec)
-    options = BookOptions(generate, lens)
+    options = BookOptions(generate, lens, form)
     controls = steering.controls(model)
     plan = plan_book(model, prompt, compact=compact, typed_prompt=typed_prompt, positions=positions,
                      options=options, controls=controls)

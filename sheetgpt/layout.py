@@ -87,12 +87,28 @@ class Block:
         return self.row <= row < self.row + self.n_rows and self.col <= col < self.col + self.n_cols
 
 
+FORMS = ("arrays", "cells")  # how a book writes its matrix products (see BookOptions.form)
+
+
 @dataclass(frozen=True)
 class BookOptions:
-    """What a book holds beyond the forward pass: generated positions and the logit lens."""
+    """What a book holds beyond the forward pass: generated positions and the logit lens,
+    and the form of its matrix products."""
 
     generate: int = 0  # positions after the prompt that take the book's own greedy choice
     lens: bool = False  # the logit lens: every layer's output through ln_f and the unembedding
+    # arrays: each matrix product (linear layers, unembedding, lens) is one array formula, which
+    # LibreOffice computes several times faster; cells: one formula per cell, for programs
+    # that compute array formulas wrong (IronCalc)
+    form: str = "arrays"
+
+    def __post_init__(self):
+        if self.form not in FORMS:
+            raise ValueError(f"form {self.form!r}: give one of {', '.join(FORMS)}")
+
+    @property
+    def arrays(self) -> bool:
+        return self.form == "arrays"
 
 
 @dataclass

@@ -160,17 +160,18 @@ class PageReader:
         of blocks that have no shared one (the transposed keys, single cells), in block
         order; formulas of label columns come last."""
         found = self.book.values.formulas(sheet.name)
-        covered = {self._block_at(sheet, f.row, f.col) for f in found if f.shared}
+        covered = {self._block_at(sheet, f.row, f.col) for f in found if f.shared or f.array}
         corners = {(b.row, b.col) for b in sheet.blocks if b not in covered}
         order = {b.name: k for k, b in enumerate(sorted(sheet.blocks, key=lambda b: b.col))}
         out = []
         for f in found:
-            if not f.shared and (f.row, f.col) not in corners:
+            if not (f.shared or f.array) and (f.row, f.col) not in corners:
                 continue
             block = self._block_at(sheet, f.row, f.col)
             name = block.name if block else None
             out.append(((order.get(name, len(order)), f.row, f.col),
-                        Formula(sheet.name, f"{col_letter(f.col)}{f.row}", "=" + f.text, f.n_cells, name,
+                        Formula(sheet.name, f"{col_letter(f.col)}{f.row}",
+                                "{=" + f.text + "}" if f.array else "=" + f.text, f.n_cells, name,
                                 block.size if block else 1)))
         return [f for _, f in sorted(out, key=lambda x: x[0])]
 

@@ -49,7 +49,7 @@ def lint_book(book: EvaluatedBook) -> list[Finding]:
     return findings
 
 
-_KNOWN: dict[tuple, dict[str, list[tuple[str, str]]]] = {}  # defined names -> formula text -> its problems
+_KNOWN: dict[tuple, dict[tuple[str, bool], list[tuple[str, str]]]] = {}  # names -> (text, array) -> problems
 
 
 def _formula_findings(sheet: str, formulas: list[FormulaCell], names: dict[str, str]) -> list[Finding]:
@@ -59,12 +59,13 @@ def _formula_findings(sheet: str, formulas: list[FormulaCell], names: dict[str, 
     if len(_KNOWN) > 4:
         _KNOWN.pop(next(iter(_KNOWN)))
     for f in sorted(formulas, key=lambda f: f.shared):  # plain formulas first, as the lint always listed them
-        if f.text not in checked:
-            if f.text not in known:
-                known[f.text] = formula_problems(f.text, names)
-            checked[f.text] = known[f.text]
+        key = (f.text, f.array)
+        if key not in checked:
+            if key not in known:
+                known[key] = formula_problems(f.text, names, f.array)
+            checked[key] = known[key]
         findings += [Finding(rule, sheet, cell_name(f.row, f.col), f"{message} (formula ={shorten(f.text)})")
-                     for rule, message in checked[f.text]]
+                     for rule, message in checked[key]]
     return findings
 
 
@@ -104,7 +105,9 @@ def sheet_name_problem(name: str) -> str | None:
     return None
 
 
-def formula_problems(text: str, names: dict[str, str]) -> list[tuple[str, str]]:
+def formula_problems(text: str, names: dict[str, str], array: bool = False) -> list[tuple[str, str]]:
+    """What may compute differently elsewhere; `array`: the text is an array formula's
+    (where a range is an array, not one cell)."""
     problems: list[tuple[str, str]] = []
     if len(text) + 1 > MAX_FORMULA_CHARS:
         problems.append(("formula-length", f"formula has {len(text) + 1:,} characters, "
@@ -159,7 +162,7 @@ def formula_problems(text: str, names: dict[str, str]) -> list[tuple[str, str]]:
         elif isinstance(node, Unary):
             walk(node.arg, array, False)
 
-    walk(tree, False, False)
+    walk(tree, array, False)
     return problems
 
 

@@ -94,6 +94,18 @@ def formula_cell(formula: str, style: int = 0) -> bytes:
     return f"<c{s}><f>{escape_text(formula)}</f></c>".encode()
 
 
+def array_formula_cell(formula: str, ref: str, style: int = 0) -> bytes:
+    """The top-left cell of an array formula over `ref` (e.g. B3:Q12); the range's other
+    cells are written empty (with the style): the formula fills them."""
+    s = f' s="{style}"' if style else ""
+    return f'<c{s}><f t="array" ref="{ref}">{escape_text(formula)}</f></c>'.encode()
+
+
+def empty_cells(n: int, style: int = 0) -> bytes:
+    s = f' s="{style}"' if style else ""
+    return f"<c{s}/>".encode() * n
+
+
 def shared_formula_master(formula: str, ref: str, si: int, style: int, col: int, row: int) -> bytes:
     """The top-left cell of a shared formula group covering `ref` (e.g. B3:Q12)."""
     s = f' s="{style}"' if style else ""

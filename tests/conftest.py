@@ -127,3 +127,29 @@ def tiny_book(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tiny_book") / "tiny.xlsx"
     build_workbook(tiny_model, TINY_PROMPT, path, progress=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def small_cells_book(small_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """small_book in the cells form (one formula per cell: what IronCalc computes)."""
+    from sheetgpt.builder import build_workbook
+    from sheetgpt.layout import BookOptions
+
+    from helpers import SMALL_PROMPT
+
+    path = tmp_path_factory.mktemp("small_cells_book") / "small.xlsx"
+    build_workbook(small_model, SMALL_PROMPT, path, progress=False, options=BookOptions(form="cells"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_cells_book(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny_book in the cells form."""
+    from sheetgpt.builder import build_workbook
+    from sheetgpt.layout import BookOptions
+
+    from helpers import TINY_PROMPT
+
+    path = tmp_path_factory.mktemp("tiny_cells_book") / "tiny.xlsx"
+    build_workbook(tiny_model, TINY_PROMPT, path, progress=False, options=BookOptions(form="cells"))
+    return path

@@ -570,3 +570,6 @@ def session_processes(sid: int) -> list[int]:
         if int(fields[3]) == sid and fields[0] != "Z":
             out.append(int(entry))
     return out
+
+
+CELLS_FORM_ENGINES = ("formulas", "ironcalc")  # they compute array formulas wrong or not at all

@@ -9,7 +9,7 @@ import numpy as np
 import openpyxl
 import pytest
 
-from helpers import (SMALL_PROMPT, block_values, bpe_encode, cell_address, check_cached, defined_names,
+from helpers import (CELLS_FORM_ENGINES, SMALL_PROMPT, block_values, bpe_encode, cell_address, check_cached, defined_names,
                      edit_formula, edit_number, evaluated, gpt2_forward, range_box, read_weight_sheets, rel_err,
                      rewrite_part, sheet_parts, softmax, token_text_of)
 
@@ -27,6 +27,13 @@ def _engines() -> list[str]:
 def engine(request) -> str:
     """The `formulas` package (an outside engine), then sheetgpt's own engines."""
     return request.param
+
+
+@pytest.fixture(scope="module")
+def small_book(small_book, small_cells_book, engine):
+    """The small book in the form the engine computes: the cells form for the two that
+    compute array formulas wrong or not at all (they refuse the default form)."""
+    return small_cells_book if engine in CELLS_FORM_ENGINES else small_book
 
 
 @pytest.fixture(scope="module")
@@ -165,9 +172,9 @@ def _tampered_blocks(step: str, expected: dict[str, np.ndarray]) -> tuple[np.nda
 
 
 @pytest.fixture(scope="module")
-def tampered_books(small_book, scores_tampered_book, names, tmp_path_factory):
-    books = {"h0_scores": scores_tampered_book}
-    for step in ("h0_resid_1", "h0_gelu"):
+def tampered_books(small_book, names, tmp_path_factory):
+    books = {}
+    for step in MUTATIONS:
         old, new = MUTATIONS[step]
         sheet, r0, c0 = _top_left(names, step)
         books[step] = _copy_with(small_book, tmp_path_factory.mktemp("tampered") / f"{step}.xlsx", sheet,

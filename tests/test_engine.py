@@ -14,7 +14,7 @@ import pytest
 from openpyxl.utils.cell import coordinate_from_string, column_index_from_string
 from openpyxl.workbook.defined_name import DefinedName
 
-from sheetgpt.engines import CellValueError, evaluate
+from sheetgpt.engines import CellOverride, CellValueError, evaluate
 from sheetgpt.engines.fast import evaluate_fast
 from sheetgpt.errors import UserError
 
@@ -1191,3 +1191,48 @@ def _central_crc_offset(data: bytes, part: str) -> int:
         if data[i + 46:i + 46 + name_len].decode() == part:
             return i + 16
         i += 46 + name_len + extra_len + comment_len
+
+
+def test_multi_cell_array_formulas(tmp_path):
+    """Array formulas over ranges: a matrix product with a bias row, per-row products that
+    the engine groups, TRANSPOSE, IF choosing between an array and text, a single value
+    repeated and #N/A beyond the array, against NumPy."""
+    rng = np.random.default_rng(3)
+    X, W, b = rng.normal(size=(3, 4)), rng.normal(size=(4, 2)), rng.normal(size=(1, 2))
+    cells = {}
+    for i in range(3):
+        for j in range(4):
+            cells[f"{'ABCD'[j]}{i + 1}"] = repr(float(X[i, j]))
+    for i in range(4):
+        for j in range(2):
+            cells[f"{'FG'[j]}{i + 1}"] = repr(float(W[i, j]))
+    cells["I1"], cells["J1"] = repr(float(b[0, 0])), repr(float(b[0, 1]))
+    arrays = {"A6:B8": "MMULT(A1:D3,F1:G4)+I1:J1", "E10:E11": "MMULT(TRANSPOSE(F1:G4),TRANSPOSE(A1:D1))",
+              "A13:B13": "MMULT($A1:$D1,$F$1:$G$4)", "A14:B14": "MMULT($A2:$D2,$F$1:$G$4)",
+              "A15:B15": "MMULT($A3:$D3,$F$1:$G$4)", "A17:A18": 'IF(1>2,MMULT(A1:D3,F1:G4),"")',
+              "B17:B18": 'IF(2>1,TRANSPOSE(I1:J1),"")', "D17:E18": "SUM(A1:D3)", "D20:F21": "MMULT(A1:D3,F1:G4)"}
+    by_row: dict[int, list[str]] = {}
+    for ref, formula in arrays.items():
+        first = ref.split(":")[0]
+        r, c = rc(first)
+        cells.pop(first, None)
+        by_row.setdefault(r, []).append(f'<c r="{first}"><f t="array" ref="{ref}">{formula}</f></c>')
+    for a1, v in cells.items():
+        by_row.setdefault(rc(a1)[0], []).append(f'<c r="{a1}"><v>{v}</v></c>')
+    order = lambda xml: rc(xml.split('"')[1])[1]  # noqa: E731
+    rows = "".join(f'<row r="{r}">{"".join(sorted(xs, key=order))}</row>' for r, xs in sorted(by_row.items()))
+    path = raw_xlsx(tmp_path / "arrays.xlsx", {"S": rows})
+    bk = evaluate_fast(path)
+    np.testing.assert_allclose(bk.block("S", 6, 1, 3, 2), X @ W + b, rtol=1e-15)
+    np.testing.assert_allclose(bk.block("S", 10, 5, 2, 1), W.T @ X[:1].T, rtol=1e-15)
+    np.testing.assert_allclose(bk.block("S", 13, 1, 3, 2), X @ W, rtol=1e-15)
+    assert [bk.value("S", r, 1) for r in (17, 18)] == ["", ""]
+    np.testing.assert_allclose(bk.block("S", 17, 2, 2, 1), b.T, rtol=1e-15)
+    np.testing.assert_allclose(bk.block("S", 17, 4, 2, 2), np.full((2, 2), X.sum()), rtol=1e-14)
+    np.testing.assert_allclose(bk.block("S", 20, 4, 2, 2), (X @ W)[:2], rtol=1e-15)
+    assert [bk.value("S", r, 6) for r in (20, 21)] == ["#N/A", "#N/A"]
+    assert {f.n_cells for f in bk.formulas("S") if f.array} == {6, 2, 4}
+    assert bk.formula_at("S", 7, 2) == "MMULT(A1:D3,F1:G4)+I1:J1"
+    assert (7, 2) in bk.formula_cells("S", 30, 30)
+    with pytest.raises(UserError, match="part of the array formula at A6:B8"):
+        evaluate_fast(path, overrides=[CellOverride("S", 7, 2, 1.0)])

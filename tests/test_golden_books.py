@@ -13,7 +13,10 @@ each attention output row read only its own and earlier positions, and added a b
 generates 3 tokens and has the logit lens ("tiny-probes"). Issue #21 put an empty row between
 the merge rounds of tok_bpe and wrote INDEX(row, 1, n) there (typed books only: LibreOffice's
 threaded calculation and Gnumeric computed the old forms wrong), and a selftest sheet to every
-book, whose status line is on the Guide."""
+book, whose status line is on the Guide. Issue #22 wrote the matrix products (linear layers,
+unembedding, lens, next_logits) as array formulas by default, pinned the rows of a writing
+book's position blocks (no formula group spans two positions) and recorded the form in the
+metadata; "tiny-cells" is the default book in the other form, one formula per cell."""
 from __future__ import annotations
 
 import dataclasses
@@ -36,23 +39,25 @@ LONG_PROMPT = ("To be, or not to be, that is the question: whether 'tis nobler i
 # (model fixture and options, prompt) -> SHA-256 of the book's parts (see digest)
 DIGESTS = {
     ("tiny", "short"):
-        "c007a7ca687f916112840ac2f99cc736e1fd649d6f7ec2c654f67fdd03b15a54",
+        "f899f0d3da5271f25a2b377c5278d7c17fd8f09dc98624a72539b4e3aeecb666",
     ("tiny", "long"):
-        "0bf6c7c64d94063222e6bed2a0556f7205a1a5206f25394a70fce5ad1616adf7",
+        "7e735e713534c1c65d08000f53749daaea04e5df499b66d3c4bce52f9897107b",
     ("small_dir", "short"):
-        "458bb389c36161087d81868e735e2e93a711ba4ef8084bf6a13482672a635d55",
+        "320c03bde2ee497a973dee9d71582fd71245dd0b78bae06e2450ac54f84331c0",
     ("small_dir", "long"):
-        "7c3bba8949d9fcf5ae24b754d2c45ae1ac8faa691adfa616f877c1cdf7979e3e",
+        "4f9e312303c883b5204f132a3b677924f1c35741c2c2141f84ed19ba4e6f81c3",
     ("hf_dir", "short"):
-        "f98b7480074468c751e7a582759284b3650d9982f593272e7e1c0fe3961c1ac4",
+        "41b054a84593ca922a9b7474742b6a0a3e4d6dc5b85173f1693a35b27a144a2f",
     ("tiny-compact", "short"):
-        "5f57e586ddd39f26e9bf658b8368b0f9ebd5324f35f5c5b345c1f33bef653cd2",
+        "4a79db28f053726096372bb9c7488c6ae72991bb7ae5decaf0ad420a6f959d4f",
     ("hf_dir", "long"):
-        "eef6168cfc1b47792be6870187d8ba771c29fb9066714c45b9261fb35a19ec67",
+        "713f734322cc22cfd5fe28ff15134622d4094305b62c778ca7405885ad166785",
     ("tiny-typed", "short"):
-        "452d4585f043bb2151d21456ec33c8b71ce11d2d3b5b66bc5a237029d1d23535",
+        "f0e8a85e3b13251c43b4ed7a3c405db7b242e4f1c90956efbabddf2271e8fbeb",
+    ("tiny-cells", "short"):
+        "ae211832528ae256aac81b6a73177f11ac7bf68949fb3360243c4ebacaa2924a",
     ("tiny-probes", "short"):
-        "0ece5e1e9e7f6fb36261d13379e4771d8ff82cdcf977a9e30837cbe9b8364e99",
+        "21552bd89ebd2906ab4554187741e5b9e1420a595f87704e1b128141d1a1f2bc",
 }
 SLOW_DIGESTS = {("small-random", "short"):
         "2062d93114deb0bc4624b221d3981cc2d382a04f8831cf4468a10181092be3ae"}
@@ -85,8 +90,10 @@ def _model(kind: str, request: pytest.FixtureRequest):
 
 
 def _build(kind: str, length: str, request, out: Path) -> Path:
-    model, _, option = kind.rpartition("-") if kind.endswith(("-compact", "-typed", "-probes")) else (kind, "", "")
-    options = BookOptions(generate=3, lens=True) if option == "probes" else BookOptions()
+    model, _, option = (kind.rpartition("-") if kind.endswith(("-compact", "-typed", "-probes", "-cells"))
+                        else (kind, "", ""))
+    options = (BookOptions(generate=3, lens=True) if option == "probes" else BookOptions(form="cells")
+               if option == "cells" else BookOptions())
     build_workbook(_model(model, request), PROMPTS[length][model], out, progress=False, compact=option == "compact",
                    typed_prompt=option in ("typed", "probes"), options=options)
     return out

@@ -13,6 +13,7 @@ import openpyxl
 import pytest
 from openpyxl.formula.tokenizer import Token, Tokenizer as FormulaTokenizer
 from openpyxl.utils.cell import get_column_letter, range_boundaries
+from openpyxl.worksheet.formula import ArrayFormula
 
 from helpers import (NS_MAIN, SMALL_PROMPT, SMALL_SHAPE, TINY_PROMPT, _cell_span, bpe_encode, bytes_to_unicode,
                      defined_names, formula_texts, gpt2_encoder_json, gpt2_param_names, offline_tiktoken_gpt2,
@@ -20,7 +21,7 @@ from helpers import (NS_MAIN, SMALL_PROMPT, SMALL_SHAPE, TINY_PROMPT, _cell_span
 
 ALLOWED_FUNCTIONS = {"MMULT", "SUMPRODUCT", "INDEX", "MATCH", "MAX", "LARGE", "SQRT", "EXP", "TANH", "PI",
                      "IF", "SUM", "AVERAGE", "AND", "ISNUMBER", "RANK",
-                     "MIN", "ABS", "LEN", "MID", "CODE", "CHAR", "EXACT"}  # the last: the selftest sheet's too
+                     "MIN", "ABS", "LEN", "MID", "CODE", "CHAR", "EXACT", "TRANSPOSE"}  # the last: the selftest sheet's too
 # what each layer computes, in forward order (a sheet may be added in between, never reordered)
 LAYER_STEPS = ["ln_1", "qkv", "scores", "probs", "attn", "attn_proj", "resid_1", "ln_2", "fc", "gelu",
                "mlp_proj", "resid_2"]
@@ -163,7 +164,9 @@ def test_defined_names_small(small_book, small_model, small_vocab_dir, small_wb)
     sheet, ref = names["logits"]
     r0, c0, n, m = range_box(ref)
     assert (n, m) == (small_model.weights.config.vocab_size, 1)
-    assert all(small_wb[sheet].cell(r0 + i, c0).data_type == "f" for i in range(n))
+    master = small_wb[sheet].cell(r0, c0).value  # one array formula over the whole block
+    assert isinstance(master, ArrayFormula) and master.ref == f"C3:C{2 + n}", master
+    assert master.text == "=MMULT('wte.weight'!$B$3:$I$359,TRANSPOSE('ln_f'!$D$5:$K$5))"  # wte @ the last row
 
     # every checked step has a name, on its own sheet in forward order, shaped like its tensor
     steps = Layout(small_model.weights.config, len(ids)).steps

@@ -66,6 +66,17 @@ class Formula:
 
 
 @dataclass(frozen=True)
+class ArrayFormula:
+    """One array formula computing a whole rectangle at once ({=MMULT(...)}): a spreadsheet
+    computes it in one go, and a learner edits it as a whole."""
+
+    where: Block
+    text: str
+    style: int = Style.NUMBER
+    shows: Shown | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class CellFormulas:
     """A plain formula in every cell (they differ beyond relative terms), row by row."""
 
@@ -86,7 +97,8 @@ class Constants:
     given: bool = False
 
 
-Cells = Formula | CellFormulas | Constants
+Cells = Formula | CellFormulas | Constants | ArrayFormula
+FORMULAS = (Formula, CellFormulas, ArrayFormula)  # the kinds of cells that hold formulas
 
 
 def column(block: Block, values: Iterable[object], style: int = Style.DEFAULT, given: bool = False) -> Constants:

@@ -15,8 +15,8 @@ import numpy as np
 
 from ..layout import Block, Layout
 from ..xlsx import Style
-from .base import (BuildInputs, CellFormulas, Cells, Component, Constants, Formula, Shown, Values, column, header,
-                   labels_column)
+from .base import (ArrayFormula, BuildInputs, CellFormulas, Cells, Component, Constants, Formula, Shown, Values,
+                   column, header, labels_column)
 
 
 def generated_span(layout: Layout, n_tokens: int) -> range:
@@ -60,8 +60,12 @@ dot products each, whatever the prompt's length.</p>
         D = self.final.n_cols
         for p in range(self.out.n_cols):
             row = self.final.span(p, 0, p, D - 1, True, True)
-            yield Formula(self.out.part(col0=p, n_cols=1), f"IF(AND({p + 1}>=gen_start,{p + 1}<n_filled),"
-                                                           f"SUMPRODUCT({row},{self.wte.rows_ref(0)}),\"\")")
+            guard = f"AND({p + 1}>=gen_start,{p + 1}<n_filled)"
+            if self.layout.options.arrays:
+                yield ArrayFormula(self.out.part(col0=p, n_cols=1),
+                                   f"IF({guard},MMULT({self.wte.ref()},TRANSPOSE({row})),\"\")")
+            else:
+                yield Formula(self.out.part(col0=p, n_cols=1), f"IF({guard},SUMPRODUCT({row},{self.wte.rows_ref(0)}),\"\")")
         yield column(labels_column(self.out), range(self.out.n_rows))
         yield Formula(self.out.part(col=2, n_cols=1), self.vocab.at(0, 0),
                       shows=Shown("next_logits_text", lambda v, vocab: [vocab(i) for i in range(self.out.n_rows)]))

@@ -27,8 +27,13 @@ HOW_TO = [
 ]
 CONTROLS_LINE = ("On sheet 'controls': switch an attention head off (0) or down, push a steering vector into the "
                  "residual stream (its coefficient), or change the prediction's temperature.")
-LIBREOFFICE_WRITING = ("In LibreOffice, a prompt typed into this writing book shows Err:522 from the first written "
-                       "position: recalculate it all with Ctrl+Shift+F9 (Data > Calculate > Recalculate Hard).")
+LIBREOFFICE_WRITING = ("This writing book is in the cells form, for IronCalc: LibreOffice computes it slowly and, after "
+                       "a prompt is typed, shows Err:522 from the first written position (Ctrl+Shift+F9 recalculates "
+                       "it right). For LibreOffice, build the default form.")
+ARRAYS_LINE = ("What to edit: the prompt, token ids, weights and controls, freely. The matrix products (each layer's "
+               "qkv, attn_proj, fc and mlp_proj sheets, the logits, the lens and next_logits) are array formulas "
+               "{=MMULT(...)}: an array is changed as a whole (select all of it, edit, Ctrl+Shift+Enter), never one "
+               "cell.")
 FACTS_ROW = 3  # model, shape, prompt, tokens (and, with a typed prompt, the tokenizer's status)
 PROMPT_ROW, STATUS_ROW = FACTS_ROW + 2, FACTS_ROW + 4  # a typed prompt's cell and its status, in column B
 HOW_TO_TYPED = [
@@ -59,9 +64,12 @@ class Guide(Component):
             extra.append(f"This book writes {K} tokens after the prompt, each the favourite after the position before "
                          f"it (sheet 'generate'). Each costs one more position on every sheet and one unembedding of "
                          f"{layout.cfg.vocab_size:,} dot products (sheet 'next_logits').")
-            extra.append(LIBREOFFICE_WRITING)
+            if not layout.options.arrays:
+                extra.append(LIBREOFFICE_WRITING)
         if layout.options.lens:
             extra.append("The logit lens (sheet 'lens') shows what the model would predict after each layer.")
+        if layout.options.arrays:
+            extra.append(ARRAYS_LINE)
         self.how_to = how_to[:-1] + extra + how_to[-1:]
         self.map_row = HOW_TO_ROW + len(self.how_to) + 1  # the map's header row
 

@@ -9,8 +9,8 @@ import numpy as np
 
 from ..layout import Block, Layout
 from ..xlsx import Style
-from .base import (BuildInputs, CellFormulas, Cells, Component, Formula, Shown, Values, column, header,
-                   labels_column, token_texts)
+from .base import (ArrayFormula, BuildInputs, CellFormulas, Cells, Component, Formula, Shown, Values, column,
+                   header, labels_column, token_texts)
 from .layer_norm import LayerNorm
 from .unembed import last_position, last_row
 
@@ -75,9 +75,12 @@ exp(logit &minus; the column's largest), which the softmax on sheet <code>lens</
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         D, L = self.normed.n_cols, self.normed.n_rows
+        if self.layout.options.arrays:
+            yield ArrayFormula(self.out, f"MMULT({self.wte.ref()},TRANSPOSE({self.normed.ref()}))")
         for layer in range(L):
-            row = self.normed.span(layer, 0, layer, D - 1, True, True)
-            yield Formula(self.out.part(col0=layer, n_cols=1), f"SUMPRODUCT({row},{self.wte.rows_ref(0)})")
+            if not self.layout.options.arrays:
+                row = self.normed.span(layer, 0, layer, D - 1, True, True)
+                yield Formula(self.out.part(col0=layer, n_cols=1), f"SUMPRODUCT({row},{self.wte.rows_ref(0)})")
             yield Formula(self.exp.part(col0=layer, n_cols=1),
                           f"EXP({self.out.cell(0, layer)}-{self.max.span(layer, 0, layer, 0, True, True)})")
         yield column(labels_column(self.out), range(self.out.n_rows))

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..layout import Block, Layout
-from .base import BuildInputs, Cells, Component, Formula, Values, numbered_header, position_labels
+from .base import (ArrayFormula, BuildInputs, Cells, Component, Formula, Values, numbered_header,
+                   position_labels)
 from .controls import steering
 
 
@@ -14,7 +15,9 @@ def layer_sheet(layer: int, kind: str) -> tuple[str, str]:
 
 
 class Linear(Component):
-    """out = x @ W + b: each cell one MMULT of a row of x by a column of W, plus the bias."""
+    """out = x @ W + b: one array formula MMULT(x, W) + b (in a book that writes, one per
+    position, so no formula reaches its own later rows); in the cells form, each cell one
+    MMULT of a row of x by a column of W, plus the bias."""
 
     title = ""  # 'Layer {layer}: ...', followed by the shape
     note = ""
@@ -32,10 +35,19 @@ class Linear(Component):
         v[self.out.name] = v[self.x.name] @ v[self.weight.name] + v[self.bias.name]  # [T, n]
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
-        yield Formula(self.out, f"MMULT({self.x.rows_ref(0)},{self.weight.col_ref(0)})"
-                                f"+{self.bias.span(0, 0, 0, 0, True, False)}")
+        yield from self.products()
         yield position_labels(self.layout, self.out)
         yield self.column_labels()
+
+    def products(self) -> Iterable[Cells]:
+        x, w, b, options = self.x, self.weight, self.bias, self.layout.options
+        if not options.arrays:
+            yield Formula(self.out, f"MMULT({x.rows_ref(0)},{w.col_ref(0)})+{b.span(0, 0, 0, 0, True, False)}")
+        elif not options.generate:
+            yield ArrayFormula(self.out, f"MMULT({x.ref()},{w.ref()})+{b.ref()}")
+        else:
+            for t in range(self.out.n_rows):
+                yield ArrayFormula(self.out.part(row0=t, n_rows=1), f"MMULT({x.rows_ref(t, True)},{w.ref()})+{b.ref()}")
 
     def column_labels(self) -> Cells:
         return numbered_header(self.out)

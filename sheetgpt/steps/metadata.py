@@ -35,7 +35,8 @@ class Metadata(Component):
                  "n_tokens": self.layout.T, "prompt": inputs.prompt}
         if self.layout.typed_prompt:  # n_tokens above is then the book's capacity
             items |= {"n_merges": self.layout.n_merges}
-        items |= {"generate": self.layout.options.generate, "lens": int(self.layout.options.lens)}
+        options = self.layout.options
+        items |= {"generate": options.generate, "lens": int(options.lens), "form": options.form}
         yield Constants(Block("", META_SHEET, 1, 1, len(items), 2), [[k, v] for k, v in items.items()], given=True)
 
     def sheet_options(self, inputs: BuildInputs) -> SheetOptions:

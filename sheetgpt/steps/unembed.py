@@ -6,7 +6,8 @@ from typing import Iterable
 import numpy as np
 
 from ..layout import Block, Layout
-from .base import BuildInputs, Cells, Component, Formula, Shown, Values, column, header, labels_column
+from .base import (ArrayFormula, BuildInputs, Cells, Component, Formula, Shown, Values, column, header,
+                   labels_column)
 
 
 def last_position(layout: Layout) -> str:
@@ -68,7 +69,10 @@ them, with the maximum and the sum computed on sheet <code>prediction</code>.</p
             yield Formula(self.last, f"INDEX({self.final.col_ref(0)},{last_position(self.layout)})")
             yield header(self.last, [f"ln_f {j}" for j in range(D)])
             last = self.last.ref()
-        yield Formula(self.out, f"SUMPRODUCT({last},{self.wte.rows_ref(0)})")
+        if self.layout.options.arrays:
+            yield ArrayFormula(self.out, f"MMULT({self.wte.ref()},TRANSPOSE({last}))")
+        else:
+            yield Formula(self.out, f"SUMPRODUCT({last},{self.wte.rows_ref(0)})")
         yield column(labels_column(self.out), np.arange(self.out.n_rows))
         yield Formula(self.text, self.vocab.at(0, 0),
                       shows=Shown("logits_text", lambda v, vocab: [vocab(i) for i in range(self.text.n_rows)]))
