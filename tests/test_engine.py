@@ -1196,7 +1196,7 @@ def _central_crc_offset(data: bytes, part: str) -> int:
 def test_multi_cell_array_formulas(tmp_path):
     """Array formulas over ranges: a matrix product with a bias row, per-row products that
     the engine groups, TRANSPOSE, IF choosing between an array and text, a single value
-    repeated and #N/A beyond the array, against NumPy."""
+    repeated and #N/A beyond the array, arrays of different lengths combined, against NumPy."""
     rng = np.random.default_rng(3)
     X, W, b = rng.normal(size=(3, 4)), rng.normal(size=(4, 2)), rng.normal(size=(1, 2))
     cells = {}
@@ -1210,7 +1210,8 @@ def test_multi_cell_array_formulas(tmp_path):
     arrays = {"A6:B8": "MMULT(A1:D3,F1:G4)+I1:J1", "E10:E11": "MMULT(TRANSPOSE(F1:G4),TRANSPOSE(A1:D1))",
               "A13:B13": "MMULT($A1:$D1,$F$1:$G$4)", "A14:B14": "MMULT($A2:$D2,$F$1:$G$4)",
               "A15:B15": "MMULT($A3:$D3,$F$1:$G$4)", "A17:A18": 'IF(1>2,MMULT(A1:D3,F1:G4),"")',
-              "B17:B18": 'IF(2>1,TRANSPOSE(I1:J1),"")', "D17:E18": "SUM(A1:D3)", "D20:F21": "MMULT(A1:D3,F1:G4)"}
+              "B17:B18": 'IF(2>1,TRANSPOSE(I1:J1),"")', "D17:E18": "SUM(A1:D3)", "D20:F21": "MMULT(A1:D3,F1:G4)",
+              "A23:C23": "A1:C1+F1:G1", "A24:A26": "A1:A3-F1:F2"}
     by_row: dict[int, list[str]] = {}
     for ref, formula in arrays.items():
         first = ref.split(":")[0]
@@ -1231,7 +1232,10 @@ def test_multi_cell_array_formulas(tmp_path):
     np.testing.assert_allclose(bk.block("S", 17, 4, 2, 2), np.full((2, 2), X.sum()), rtol=1e-14)
     np.testing.assert_allclose(bk.block("S", 20, 4, 2, 2), (X @ W)[:2], rtol=1e-15)
     assert [bk.value("S", r, 6) for r in (20, 21)] == ["#N/A", "#N/A"]
-    assert {f.n_cells for f in bk.formulas("S") if f.array} == {6, 2, 4}
+    # arrays of different lengths: element by element, #N/A beyond the shorter one's end
+    assert [bk.value("S", 23, c) for c in (1, 2, 3)] == [X[0, 0] + W[0, 0], X[0, 1] + W[0, 1], "#N/A"]
+    assert [bk.value("S", r, 1) for r in (24, 25, 26)] == [X[0, 0] - W[0, 0], X[1, 0] - W[1, 0], "#N/A"]
+    assert {f.n_cells for f in bk.formulas("S") if f.array} == {6, 2, 4, 3}
     assert bk.formula_at("S", 7, 2) == "MMULT(A1:D3,F1:G4)+I1:J1"
     assert (7, 2) in bk.formula_cells("S", 30, 30)
     with pytest.raises(UserError, match="part of the array formula at A6:B8"):

@@ -116,6 +116,7 @@ def evaluate(node, ctx: Ctx):
     if isinstance(node, Binary):
         a = operand(ctx, evaluate(node.left, ctx))
         b = operand(ctx, evaluate(node.right, ctx))
+        a, b = _conform(a, b)
         if node.op in ARITHMETIC:
             return arithmetic(node.op, a, b)
         if node.op == "&":
@@ -154,14 +155,34 @@ def intersect(ctx: Ctx, rv: RangeVal) -> Vals:
     return select(ok, v, error("#VALUE!", ctx.n))
 
 
+def _conform(a: Vals, b: Vals) -> tuple[Vals, Vals]:
+    """Two arrays of different sizes, as Excel and LibreOffice combine them: the result is as
+    large as the larger in each direction; a one-row or one-column array repeats, and a
+    longer one meets #N/A beyond the shorter's end ({1,2,3}+{1,2} is {2,4,#N/A})."""
+    if a.num.ndim != 3 or b.num.ndim != 3 or a.num.shape[1:] == b.num.shape[1:]:
+        return a, b
+    h, w = max(a.num.shape[1], b.num.shape[1]), max(a.num.shape[2], b.num.shape[2])
+    return _padded(a, h, w), _padded(b, h, w)
+
+
+def _padded(v: Vals, h: int, w: int) -> Vals:
+    n, vh, vw = v.num.shape
+    th, tw = (vh if vh == 1 else h), (vw if vw == 1 else w)
+    if (th, tw) == (vh, vw):
+        return v
+    num = np.full((n, th, tw), np.nan)
+    kind = np.full((n, th, tw), ERR, np.uint8)
+    obj = np.full((n, th, tw), "#N/A", dtype=object)
+    num[:, :vh, :vw], kind[:, :vh, :vw], obj[:, :vh, :vw] = v.num, _kinds(v), _objs(v)
+    return Vals(num, kind, obj)
+
+
 def _align(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-cell scalars [n] against per-cell arrays [n, h, w]."""
+    """Per-cell scalars [n] against per-cell arrays [n, h, w] (arrays already conformed)."""
     if x.ndim == 1 and y.ndim == 3:
         x = x[:, None, None]
     elif y.ndim == 1 and x.ndim == 3:
         y = y[:, None, None]
-    elif x.ndim == 3 and y.ndim == 3 and x.shape[1:] != y.shape[1:] and 1 not in x.shape[1:] + y.shape[1:]:
-        raise EvalError(f"arrays of shapes {x.shape[1:]} and {y.shape[1:]} do not match")
     return x, y
 
 
