@@ -80,7 +80,7 @@ def test_every_function_the_engine_computes_registered_its_facts():
     assert FUNCTIONS == {name: f.implementation for name, f in REGISTRY.items() if f.implementation}
     assert {"SUM", "SUMPRODUCT", "MMULT", "INDEX", "MATCH", "_XLFN.VAR.P", "VARP", "TANH"} <= set(FUNCTIONS)
     assert all(REGISTRY[name].portable for name in FUNCTIONS)
-    assert {name for name, f in REGISTRY.items() if f.array_args} == {"SUMPRODUCT", "MMULT"}
+    assert {name for name, f in REGISTRY.items() if f.array_args} == {"SUMPRODUCT", "MMULT", "TRANSPOSE"}
     assert REGISTRY["SUM"].takes_range(3) and REGISTRY["MATCH"].takes_range(1)
     assert not REGISTRY["MATCH"].takes_range(0)
 

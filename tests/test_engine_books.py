@@ -24,9 +24,8 @@ BOOK_PROMPT = SMALL_PROMPT  # three tokens: the `formulas` engine needs ~7 s for
 # --- the books --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def engine_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 2-head, width-8 random GPT-2 with write_bpe_vocab's vocabulary, as a workbook."""
-    from sheetgpt.builder import build_workbook
+def engine_model(tmp_path_factory: pytest.TempPathFactory):
+    """A 2-layer, 2-head, width-8 random GPT-2 with write_bpe_vocab's vocabulary."""
     from sheetgpt.load import LoadedModel, random_weights
     from sheetgpt.model import GPT2Config
     from sheetgpt.tokenizer import Tokenizer
@@ -34,12 +33,30 @@ def engine_book(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("engine_vocab")
     vocab_size = write_bpe_vocab(d)
     cfg = GPT2Config(n_layer=2, n_head=2, n_embd=8, n_ctx=16, vocab_size=vocab_size)
-    model = LoadedModel("engine-test", random_weights(cfg, 23), Tokenizer.from_files(d / "vocab.json", d / "merges.txt"),
-                        random=True)
-    path = tmp_path_factory.mktemp("engine_book") / "engine.xlsx"
-    result = build_workbook(model, BOOK_PROMPT, path, progress=False)
+    return LoadedModel("engine-test", random_weights(cfg, 23), Tokenizer.from_files(d / "vocab.json", d / "merges.txt"),
+                       random=True)
+
+
+def _engine_book(model, form: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sheetgpt.builder import build_workbook
+    from sheetgpt.layout import BookOptions
+
+    path = tmp_path_factory.mktemp(f"engine_book_{form}") / "engine.xlsx"
+    result = build_workbook(model, BOOK_PROMPT, path, progress=False, options=BookOptions(form=form))
     assert len(result.ids) == 3
     return path
+
+
+@pytest.fixture(scope="session")
+def engine_book(engine_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """engine_model's workbook in the cells form (the `formulas` package computes no arrays)."""
+    return _engine_book(engine_model, "cells", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def engine_arrays_book(engine_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same book in the default arrays form: the same cells, the products as arrays."""
+    return _engine_book(engine_model, "arrays", tmp_path_factory)
 
 
 def formula_cells(path: Path) -> dict[str, list[tuple[int, int]]]:
@@ -125,6 +142,20 @@ def test_fast_engine_agrees_with_formulas_on_every_formula_cell(engine_book_form
     assert len(errors) >= 20 and n_text >= 5  # token texts, the predicted tokens
     bad = {s: e for s, e in errors.items() if not e <= REL_TOL}
     assert not bad, f"sheets where the engines differ by more than {REL_TOL:g} relative: {bad}"
+
+
+def test_fast_engine_on_the_arrays_form_agrees_with_formulas_on_the_cells_form(engine_arrays_book,
+                                                                              engine_book_formulas, formulas_values):
+    """Each array formula's cells (MMULT's whole product, TRANSPOSE) hold
+    what the `formulas` package computes cell by cell in the other form."""
+    from sheetgpt.engines.fast import evaluate_fast
+
+    arrays = evaluate_fast(engine_arrays_book)
+    n_arrays = sum(1 for sheet in arrays.sheet_names() for f in arrays.formulas(sheet) if f.array)
+    assert n_arrays >= 9, n_arrays  # qkv, attn_proj, fc, mlp_proj in both layers, the unembedding
+    errors, _ = compare_books(arrays, formulas_values, engine_book_formulas, unescape=True)
+    bad = {s: e for s, e in errors.items() if not e <= REL_TOL}
+    assert not bad, f"sheets where the forms differ by more than {REL_TOL:g} relative: {bad}"
 
 
 def test_every_engine_gives_the_files_formulas(engine_book, engine_book_formulas, fast_values, formulas_values):

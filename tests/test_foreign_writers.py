@@ -71,7 +71,7 @@ def test_a_book_saved_by_another_program_checks(resaved: Path, tmp_path: Path):
 
 @pytest.mark.parametrize("sheet,cell,old,new,step", [
     ("prediction", "E8", "B8+1", "B8-1", "top_text"),  # the top token's text: the Guide shows it too
-    ("logits", "C5", "$B5", "$B6", "logits"),  # one logit reads the next token's embedding
+    ("logits", "C3", "$D$5:", "$D$6:", "logits"),  # a column of logits (one array) reads the next position
     ("h0 ln_1", "A4", "$C$4", "$C$5", "position_labels"),
 ])
 def test_one_edit_in_a_resaved_book_is_named(resaved: Path, tmp_path: Path, sheet, cell, old, new, step):

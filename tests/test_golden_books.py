@@ -60,7 +60,7 @@ DIGESTS = {
         "21552bd89ebd2906ab4554187741e5b9e1420a595f87704e1b128141d1a1f2bc",
 }
 SLOW_DIGESTS = {("small-random", "short"):
-        "2062d93114deb0bc4624b221d3981cc2d382a04f8831cf4468a10181092be3ae"}
+        "2cfab14b76812629a423e45137f7cca87baf11b2a59157d73c99d841f28b23a0"}
 PROMPTS = {"short": {"tiny": TINY_PROMPT, "small_dir": SMALL_PROMPT, "hf_dir": TINY_PROMPT,
                      "small-random": TINY_PROMPT},
            "long": {"tiny": LONG_PROMPT, "small_dir": "The sheet is the sheet is", "hf_dir": LONG_PROMPT[:90]}}

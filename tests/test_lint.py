@@ -125,3 +125,26 @@ def test_index_of_a_one_row_range_with_one_number_is_flagged(formula, flagged):
 
     rules = [rule for rule, _ in formula_problems(formula, {})]
     assert ("index-one-row" in rules) == flagged, rules
+
+
+def test_a_range_in_an_array_formula_is_an_array_not_one_cell():
+    """{=MMULT(x,W)+b} adds a whole bias row: no implicit intersection there; the same text as
+    a normal formula takes one cell of the range (Excel 2010, LibreOffice)."""
+    from sheetgpt.lint import formula_problems
+
+    text = "MMULT(A1:B2,D1:E2)+G1:H1"
+    assert formula_problems(text, {}, array=True) == []
+    assert [rule for rule, _ in formula_problems(text, {}, array=False)] == ["implicit-intersection"]
+
+
+@pytest.mark.parametrize("formula, offset, pinned", [
+    ("('embed'!B3-$B3)/SQRT($C3+1E-05)*'w'!B$3", 2, "('embed'!B$5-$B$5)/SQRT($C$5+1E-05)*'w'!B$3"),
+    ("MMULT('h0 ln_1'!$D3:$S3,W!B$3:B$18)", 1, "MMULT('h0 ln_1'!$D$4:$S$4,W!B$3:B$18)"),
+    ('IF(D3="",LOG10(A1)&"B3",n_filled)', 3, 'IF(D$6="",LOG10(A$4)&"B3",n_filled)'),
+    ("'B3 sheet'!C3+INDEX($A$1:$A$9,2)", 0, "'B3 sheet'!C$3+INDEX($A$1:$A$9,2)"),
+])
+def test_pin_rows_makes_every_relative_row_absolute_at_its_row(formula, offset, pinned):
+    """Worked by hand: quoted sheet names, text and names stay; 1E-05 and LOG10 are not cells."""
+    from sheetgpt.a1 import pin_rows
+
+    assert pin_rows(formula, offset) == pinned

@@ -46,15 +46,25 @@ def test_check_with_a_set_token_passes_and_with_a_set_label_fails(small_book, tm
     assert not label_set.ok and label_set.first_failure == {"step": "labels", "sheet": "h0 ln_1", "cell": "B2"}
 
 
-def test_a_formula_cell_set_to_a_number_replaces_its_formula(small_book, tmp_path):
-    """logits!C5 is token 2's logit: set far above the rest, token 2 becomes the prediction
-    (the softmax and the top-k recompute from it), and check names the cell."""
-    r = run_cli("eval", str(small_book), "--json", "--set", "logits!C5=100", cwd=tmp_path)
+def test_a_formula_cell_set_to_a_number_replaces_its_formula(small_cells_book, tmp_path):
+    """logits!C5 is token 2's logit (its own formula in the cells form): set far above the
+    rest, token 2 becomes the prediction (the softmax and the top-k recompute from it), and
+    check names the cell."""
+    r = run_cli("eval", str(small_cells_book), "--json", "--set", "logits!C5=100", cwd=tmp_path)
     top = json.loads(r.stdout)["top"]
     assert top[0]["id"] == 2 and top[0]["logit"] == 100 and top[0]["prob"] > 0.99
-    r = run_cli("check", str(small_book), "--json", "--set", "logits!C5=100", cwd=tmp_path)
+    r = run_cli("check", str(small_cells_book), "--json", "--set", "logits!C5=100", cwd=tmp_path)
     assert r.returncode == 1
     assert json.loads(r.stdout)["first_failure"] == {"step": "logits", "sheet": "logits", "cell": "C5"}
+
+
+def test_a_cell_inside_an_array_formula_is_not_set_alone(small_book, tmp_path):
+    """In the arrays form logits!C5 is one cell of the unembedding's array (C3:C359, one
+    column of logits): a spreadsheet refuses to change part of an array, and so does --set, in one line."""
+    for command in ("eval", "check"):
+        r = run_cli(command, str(small_book), "--set", "logits!C5=100", cwd=tmp_path)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "logits!C5" in r.stderr and "array formula at C3:C359" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("text,value", [("tokens!B3=464", 464.0), ("'h0 ln_1'!B2=mean", "mean"),

@@ -1,7 +1,7 @@
 """Tamper detection: seeded single-cell mutations of a small workbook, each checked.
 
 A mutation edits one cell in the sheet XML: the text of a shared-formula master (which
-changes its whole block), a plain formula, one cell of a shared block rewritten as a plain
+changes its whole block), a plain formula, an array formula (its whole block too), one cell of a shared block rewritten as a plain
 formula (as a spreadsheet saves a cell edited by hand), or a constant. Whether it changes
 a computed value is decided here, independently of `check`'s comparison with the NumPy
 reference: the mutated book's evaluation is compared with the unmutated one, block by
@@ -307,17 +307,23 @@ def _other_number(num: str, rng: random.Random) -> tuple[str, str]:
     return text, f"number {num} -> {text} ({kind})"
 
 
+PER_SHEET = 4  # mutations drawn from each sheet a run must cover
+FORMULA_SITES = ("master", "dependent", "plain_step", "plain_other", "array")
+
+
 class Generator:
     """Seeded single-cell mutations of the book's XML."""
 
     def __init__(self, book: Book, seed: int):
         self.book, self.rng = book, random.Random(seed)
         self.sites: dict[str, list] = {"master": [], "plain_step": [], "plain_other": [], "dependent": [],
-                                       "constant_step": [], "constant_other": [], "text_other": [], "foreign": []}
+                                       "constant_step": [], "constant_other": [], "text_other": [], "foreign": [],
+                                       "array": []}
         self.masters: dict[tuple[str, str], tuple[int, int, str]] = {}
         self.xml = {s: book.parts[p].decode("utf-8") for s, p in book.sheet_part.items()}
+        step_sheets = {b.sheet for n, b in book.layout.blocks.items() if n in book.steps}
         weight_sheets = {b.sheet for n, b in book.layout.blocks.items()
-                         if n not in book.steps and n not in ("tokens", "vocab_text")}
+                         if n not in book.steps and n not in ("tokens", "vocab_text")} - step_sheets
         self.sheet_names = [s for s in book.sheet_part if s != "_meta"]
         for sheet, xml in self.xml.items():
             if sheet == "_meta":
@@ -345,15 +351,36 @@ class Generator:
                     self.sites["master"].append(where)
                 elif attrs.get("t") == "shared":
                     self.sites["dependent"].append((sheet, cell, attrs["si"]))
+                elif attrs.get("t") == "array":
+                    self.sites["array"].append(where)
                 elif f.group(2):
                     self.sites["plain_step" if in_step else "plain_other"].append(where)
         assert all(self.sites.values()), {k: len(v) for k, v in self.sites.items()}
 
     # each mutation: (kind, sheet, XmlCell, new cell xml, description, expected step or None)
-    def generate(self, n: int) -> list[tuple]:
+    def generate(self, n: int, every_sheet: tuple[str, ...] = ()) -> list[tuple]:
+        """n mutations, PER_SHEET of them in the formulas of each sheet of every_sheet."""
         seen, out = set(), []
-        weights = {"master": 40, "dependent": 25, "plain_step": 12, "plain_other": 10,
-                   "constant_step": 10, "constant_other": 7, "text_other": 8, "foreign": 8}
+        for sheet in every_sheet:
+            self._draw(out, seen, len(out) + PER_SHEET, {k: w for k, w in self.WEIGHTS.items() if k in FORMULA_SITES},
+                       lambda site: site[0] == sheet)
+        self._draw(out, seen, n, self.WEIGHTS, lambda site: True)
+        return out
+
+    WEIGHTS = {"master": 40, "dependent": 25, "plain_step": 12, "plain_other": 10,
+               "constant_step": 10, "constant_other": 7, "text_other": 8, "foreign": 8, "array": 10}
+
+    def _draw(self, out: list, seen: set, n: int, weights: dict[str, int], where) -> None:
+        saved = self.sites
+        self.sites = {kind: [site for site in sites if where(site)] for kind, sites in saved.items()}
+        weights = {kind: w for kind, w in weights.items() if self.sites[kind]}
+        assert weights, "no formula there to mutate"
+        try:
+            self._draw_from(out, seen, n, weights)
+        finally:
+            self.sites = saved
+
+    def _draw_from(self, out: list, seen: set, n: int, weights: dict[str, int]) -> None:
         while len(out) < n:
             site = self.rng.choices(list(weights), list(weights.values()))[0]
             m = getattr(self, "_" + site.split("_")[0])(site)
@@ -364,7 +391,6 @@ class Generator:
                 continue
             seen.add(key)
             out.append(m)
-        return out
 
     def _formula_text(self, sheet, cell) -> tuple[str, re.Match]:
         c = cell.xml(self.xml[sheet])
@@ -390,6 +416,10 @@ class Generator:
         return (site, sheet, cell, c[:f.start(2)] + escape(new) + c[f.end(2):],
                 f"{what} in {sheet}!{cell_address(cell.row, cell.col)}", self.book.step_at(sheet, cell.row, cell.col))
 
+    def _array(self, site):
+        """The text of an array formula: its whole block changes, named by its top-left cell."""
+        return self._plain(site)
+
     def _dependent(self, site):
         sheet, cell, si = self.rng.choice(self.sites[site])
         row, col, text = self.masters[(sheet, si)]
@@ -410,12 +440,12 @@ class Generator:
         sheet, cell = self.rng.choice(self.sites[site])
         c = cell.xml(self.xml[sheet])
         t = re.search(r"(<t\b[^>]*>)([^<]*)(</t>)", c)
-        old = t.group(2)
+        old = unescape(t.group(2))
         new, what = self.rng.choice([(old + " x", "appended to"), (old.swapcase(), "case swapped in"),
                                      (old[:-1], "shortened"), ("", "emptied")])
         if new == old:
             return None
-        return (site, sheet, cell, c[:t.start(2)] + new + c[t.end(2):],
+        return (site, sheet, cell, c[:t.start(2)] + escape(new) + c[t.end(2):],
                 f"text {old!r} {what} in {sheet}!{cell_address(cell.row, cell.col)}", None)
 
     def _foreign(self, site):
@@ -668,11 +698,11 @@ class Run:
         return [f"[{o.category}] {m[0]}: {o.detail}" for m, o in self.outcomes if o.category in categories]
 
 
-def _run_mutations(book: Book, tmp: Path, n: int, seed: int) -> Run:
+def _run_mutations(book: Book, tmp: Path, n: int, seed: int, every_sheet: tuple[str, ...] = ()) -> Run:
     gen = Generator(book, seed)
     with pytest.MonkeyPatch.context() as mp:
         judge = Judge(book, tmp, mp)
-        outcomes = [(m, judge.run(*m)) for m in gen.generate(n)]
+        outcomes = [(m, judge.run(*m)) for m in gen.generate(n, every_sheet)]
     counts = Counter(o.category for _, o in outcomes)
     value_changing = sum(o.value_changing for _, o in outcomes)
     no_change = sum(v for k, v in counts.items() if k.startswith(("unchanged", "within_tol")))
@@ -939,6 +969,7 @@ def test_invalid_token_id_is_a_user_error_naming_its_cell(book, mut_model, tmp_p
 # --- the books people open: typed prompt, generation, the lens ----------------------------------
 
 N_TYPED = 200  # formula mutations of the typed, generating book in the default run
+TYPED_SHEETS = ("tok_chars", "tok_bpe", "generate", "lens")  # PER_SHEET of them in each of these
 
 
 @pytest.fixture(scope="module")
@@ -956,7 +987,7 @@ def typed_book(mut_model, tmp_path_factory) -> Book:
 
 @pytest.fixture(scope="module")
 def typed_run(typed_book, tmp_path_factory) -> Run:
-    return _run_mutations(typed_book, tmp_path_factory.mktemp("typed_mutants"), N_TYPED, SEED)
+    return _run_mutations(typed_book, tmp_path_factory.mktemp("typed_mutants"), N_TYPED, SEED, TYPED_SHEETS)
 
 
 def test_typed_book_mutations_are_caught_at_the_right_cell(typed_run):
@@ -968,4 +999,4 @@ def test_typed_book_mutations_are_caught_at_the_right_cell(typed_run):
     assert not run.of("bad_input", "unclear_error", "crashed", "wrongly_failed"), \
         "\n".join(run.of("bad_input", "unclear_error", "crashed", "wrongly_failed"))
     sheets = {m[1] for m, o in run.outcomes if o.category == "caught"}
-    assert {"tok_chars", "tok_bpe", "generate", "lens"} <= sheets, sheets
+    assert set(TYPED_SHEETS) <= sheets, sheets

@@ -6,6 +6,7 @@ import re
 
 import openpyxl
 import pytest
+from openpyxl.worksheet.formula import ArrayFormula
 
 from sheetgpt.layout import Layout
 from sheetgpt.load import load_model
@@ -56,7 +57,8 @@ def test_every_step_has_a_header_a_defined_name_and_a_note(tiny):
         assert step in wb.defined_names, step
         blk = layout.blocks[step]
         first = wb[blk.sheet].cell(blk.row, blk.col)
-        assert isinstance(first.value, str) and first.value.startswith("="), step
+        text = first.value.text if isinstance(first.value, ArrayFormula) else first.value  # {=MMULT(...)}
+        assert isinstance(text, str) and text.startswith("="), step
         assert first.comment is not None and len(first.comment.text) > 20, step
 
 
