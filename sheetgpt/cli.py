@@ -131,6 +131,11 @@ def _parser() -> argparse.ArgumentParser:
                                     "type it into the prompt cell first (the file unchanged)")
     c.add_argument("--tol", type=float, default=None,
                    help="relative tolerance: max |book - reference| / max |reference| per step (default 1e-9)")
+    c.add_argument("--verbose", "-v", action="store_true",
+                   help="also print every step and formula block with its largest error (the default is a summary: "
+                        "the verdict, the counts, every failure with its cell, the largest error)")
+    c.add_argument("--junit", type=Path, metavar="FILE.xml",
+                   help="also write a JUnit XML report (one test case per step, block and sheet) for CI systems")
     _engine_args(c)
     c.set_defaults(run=_check)
 
@@ -222,48 +227,24 @@ def _build(args) -> int:
 
 def _check(args) -> int:
     from .check import DEFAULT_TOL, check_workbook
+    from .check_output import summary, table, write_junit
     from .load import load_model
 
     tol = DEFAULT_TOL if args.tol is None else args.tol
     if not tol > 0:
         raise UserError("--tol must be a positive number")
+    if args.junit is not None and not args.junit.parent.is_dir():
+        raise UserError(f"--junit {args.junit}: there is no folder {args.junit.parent}")
     model = load_model(args.model) if args.model else None
     report = check_workbook(args.book, model=model, prompt=args.prompt, tol=tol, engine=args.engine,
                             progress=_progress(args), overrides=_overrides(args))
     if args.json:
         print(json.dumps(_finite(report.to_json()), allow_nan=False))
-        return 0 if report.ok else 1
-    rows = report.steps + report.shown + [s for s in report.labels if not s.ok]
-    width = max(len(s.name) for s in rows)
-    sheet_width = max(len(s.sheet) for s in rows)
-    print(f"{'step':<{width}}  {'sheet':<{sheet_width}}  {'max abs err':>11}  {'max rel err':>11}  ok")
-    for s in rows:
-        print(f"{s.name:<{width}}  {s.sheet:<{sheet_width}}  {s.max_abs_err:11.3g}  {s.max_rel_err:11.3g}  "
-              f"{'ok' if s.ok else 'DIFFERS at ' + str(s.cell) + ': ' + str(s.detail)}")
-    for line in report.inputs:
-        print(line)
-    for e in report.errors:
-        print(f"error value: {e['sheet']}!{e['cell']} holds {e['value']}")
-    for e in report.foreign:
-        print(f"foreign formula: {e['sheet']}!{e['cell']} holds ={e['formula']}, which sheetgpt never writes there")
-    for f in report.lint:
-        print(f"portability: {f.sheet}!{f.cell}: {f.message}" if f.sheet else f"portability: {f.message}")
-    if report.ok:
-        print(f"PASS: all {len(report.steps)} steps agree with the NumPy reference within {tol:g} (relative), "
-              f"all {len(report.shown)} other formula blocks (token texts, labels, the Guide) show what they must, "
-              f"and the labels of all {len(report.labels)} sheets are as built")
-        return 0
-    f = report.first_failure
-    if f["step"] == "errors":
-        print(f"FAIL: every step agrees, but sheet {f['sheet']!r} cell {f['cell']} holds an error value")
-    elif f["step"] == "foreign":
-        print(f"FAIL: sheet {f['sheet']!r} cell {f['cell']} holds a formula sheetgpt did not write")
-    elif f["step"] == "lint":
-        print(f"FAIL: every step agrees, but {len(report.lint)} constructs may compute differently in Excel or "
-              f"LibreOffice (first: sheet {f['sheet']!r}, cell {f['cell']})")
     else:
-        print(f"FAIL: first difference in step {f['step']}, sheet {f['sheet']!r}, cell {f['cell']}")
-    return 1
+        print("\n".join((table(report) if args.verbose else []) + summary(report, tol)))
+    if args.junit:
+        write_junit(args.junit, report, tol, args.book)
+    return 0 if report.ok else 1
 
 
 def _eval(args) -> int:

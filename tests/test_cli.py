@@ -193,6 +193,47 @@ def test_check_json_tampered(tmp_path, scores_tampered_book):
     assert steps["h0_qkv"]["ok"] is True and steps["h0_scores"]["ok"] is False
 
 
+def test_check_prints_a_summary_and_the_table_with_verbose(tmp_path, small_book):
+    """A passing book: a few lines (the verdict, the counts, the largest error); --verbose adds
+    one line per step and formula block, as --json lists them."""
+    out = json.loads(run_cli("check", str(small_book), "--json", cwd=tmp_path).stdout)
+    r = run_cli("check", str(small_book), cwd=tmp_path)
+    lines = r.stdout.strip().splitlines()
+    assert r.returncode == 0 and len(lines) <= 15 and lines[-1].startswith("PASS"), r.stdout
+    assert f"all {len(out['steps'])} steps agree" in r.stdout
+    worst = max(out["steps"], key=lambda s: s["max_rel_err"])
+    assert f"largest error: step {worst['name']} " in r.stdout
+    verbose = run_cli("check", str(small_book), "--verbose", cwd=tmp_path).stdout.strip().splitlines()
+    named = {line.split()[0] for line in verbose}
+    assert {s["name"] for s in out["steps"] + out["shown"]} <= named and verbose[-len(lines):] == lines
+
+
+def test_check_junit_names_each_failing_step_and_its_cell(tmp_path, scores_tampered_book):
+    """The tampered scores formula and every step after it fail in the JUnit report, at the cells
+    --json names; earlier steps pass; the summary lists the same failures."""
+    import xml.etree.ElementTree as ET
+
+    report = tmp_path / "check.xml"
+    r = run_cli("check", str(scores_tampered_book), "--junit", str(report), cwd=tmp_path)
+    out = json.loads(run_cli("check", str(scores_tampered_book), "--json", cwd=tmp_path).stdout)
+    assert r.returncode == 1 and r.stdout.strip().splitlines()[-1].startswith("FAIL: first difference in step h0_scores")
+    suite = ET.parse(report).getroot().find("testsuite")
+    cases = {(c.get("classname"), c.get("name")): c.find("failure") for c in suite.iter("testcase")}
+    failed_steps = {s["name"]: s for s in out["steps"] if not s["ok"]}
+    assert int(suite.get("failures")) == len(failed_steps) + sum(not s["ok"] for s in out["shown"]) >= 2
+    for name, step in failed_steps.items():
+        failure = cases["sheetgpt.check.steps", name]
+        assert failure is not None and f"DIFFERS at {step['cell']}" in failure.get("message")
+        assert f"{name} (sheet {step['sheet']!r}) DIFFERS at {step['cell']}" in r.stdout
+    assert cases["sheetgpt.check.steps", "h0_qkv"] is None and cases["sheetgpt.check.book", "foreign formulas"] is None
+
+
+def test_check_junit_into_a_missing_folder_is_one_line(tmp_path, small_book):
+    r = run_cli("check", str(small_book), "--junit", str(tmp_path / "no" / "check.xml"), cwd=tmp_path)
+    assert r.returncode == 2 and r.stdout == "" and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "no folder" in r.stderr
+
+
 def test_eval_json_top_and_logits(tmp_path, small_book, small_model, small_vocab_dir):
     r = run_cli("eval", str(small_book), "--json", "--top", "3", "--logits", "f.npy", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
