@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import regex
@@ -90,21 +90,31 @@ def plan_book(model: LoadedModel, prompt: str, architecture: Callable | None = N
                             f"the prompt ({len(ids)})")
         layout = Layout(cfg, len(ids), architecture, options=options)
         return BookPlan(BuildInputs(model, prompt, ids, controls=controls), layout, compact)
-    T = positions if positions is not None else min(cfg.n_ctx, max(DEFAULT_POSITIONS, len(ids) + K))
-    if not len(ids) + K <= T <= cfg.n_ctx:
-        what = "the prompt's tokens" + (f" + {K} generated" if K else "")
-        raise UserError(f"--positions {T}: give {len(ids) + K} ({what}) to {cfg.n_ctx} (the model's context)")
+    T = typed_positions(model, prompt, positions, K)
     layout = Layout(cfg, T, architecture, n_merges=len(model.tokenizer.merge_table()), options=options)
     return BookPlan(BuildInputs(model, prompt, ids, controls=controls), layout, compact)
 
 
-def sheet_reading(model: LoadedModel, prompt: str, positions: int) -> str:
-    """What a typed-prompt book's tokenizer says of this prompt ("OK: ..." when it reads it)."""
+def typed_positions(model: LoadedModel, prompt: str, positions: int | None, generate: int) -> int:
+    """How many token positions a typed-prompt book of this prompt has (`positions`, or the
+    default); one clear error when they cannot hold the prompt and the generated tokens."""
+    n, n_ctx = len(model.tokenizer.encode(prompt)), model.weights.config.n_ctx
+    T = positions if positions is not None else min(n_ctx, max(DEFAULT_POSITIONS, n + generate))
+    if not n + generate <= T <= n_ctx:
+        what = "the prompt's tokens" + (f" + {generate} generated" if generate else "")
+        raise UserError(f"--positions {T}: give {n + generate} ({what}) to {n_ctx} (the model's context)")
+    return T
+
+
+def why_the_sheet_cannot_read(model: LoadedModel, prompt: str, positions: int) -> str | None:
+    """Why a typed-prompt book of `positions` positions could not tokenize this prompt in its
+    formulas (its Guide's status would say so), or None when it can."""
     words = regex.findall(GPT2_PATTERN, readable(prompt, chars_capacity(positions)))
     tok = model.tokenizer
     if any(tok.byte_id(ord(ch)) is None for ch in set(prompt) if ord(ch) < 128):
         return "the vocabulary lacks a token for one of the prompt's bytes"
-    return status_message(prompt, positions, len(words), [len(w) for w in words], len(tok.encode(prompt)))
+    status = status_message(prompt, positions, len(words), [len(w) for w in words], len(tok.encode(prompt)))
+    return None if status.startswith("OK") else status
 
 
 def build_workbook(model: LoadedModel, prompt: str, path: str | Path, progress: bool | None = None,
@@ -208,7 +218,7 @@ class _SheetWriter:
             self.n_formulas += w.size if self._in_block(w) else 0
         elif isinstance(cells, Constants):
             for i, values in enumerate(cells.values):
-                _put(rows, w.row + i, w.col, b"".join(_constant(v, cells.style) for v in values), len(values))
+                _put(rows, w.row + i, w.col, _constants(values, cells.style), len(values))
         return si
 
     def _in_block(self, where: Block) -> bool:
@@ -245,8 +255,8 @@ class _SheetWriter:
             _put(rows, w.row, w.col, formula_cell(f.text, f.style))
             return si
         ref = box(w.row, w.col, w.n_rows, w.n_cols)
-        for i in range(w.n_rows):
-            for j0, j1, on in _segments(mask[i]):
+        for i, runs in enumerate(_row_runs(mask)):
+            for j0, j1, on in runs:
                 r, c = w.row + i, w.col + j0
                 if on and i == 0 and j0 == 0:
                     xml = (shared_formula_master(f.text, ref, si, f.style, c, r)
@@ -280,6 +290,13 @@ def _back_link() -> tuple[str, str, str]:
     return ("A2", f"{quote_sheet(GUIDE_SHEET)}!A1", "back to the Guide")
 
 
+def _constants(values: Sequence[object], style: int) -> bytes:
+    """A row of constants: numbers in one go (the common case), else cell by cell."""
+    if all(type(v) in (int, float) for v in values):
+        return number_cells(values, style)
+    return b"".join(_constant(v, style) for v in values)
+
+
 def _constant(value: object, style: int) -> bytes:
     if value is None:  # an empty cell that shows its style (an input waiting for a value)
         return f'<c s="{style}"/>'.encode()
@@ -290,9 +307,13 @@ def _put(rows: Rows, row: int, col: int, xml: bytes, n: int = 1) -> None:
     rows.setdefault(row, []).append((col, n, xml))
 
 
-def _segments(mask_row: np.ndarray) -> Iterable[tuple[int, int, bool]]:
-    """Runs of equal values in a boolean row: (start, stop, value)."""
-    edges = np.flatnonzero(np.diff(mask_row.astype(np.int8))) + 1
-    bounds = [0, *edges.tolist(), len(mask_row)]
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        yield a, b, bool(mask_row[a])
+def _row_runs(mask: np.ndarray) -> Iterator[list[tuple[int, int, bool]]]:
+    """Per row of a boolean mask, its runs of equal values: (start, stop, value). The edges
+    of all rows are found at once (NumPy per row costs more than the rows' few cells)."""
+    n_rows, n_cols = mask.shape
+    rows, cols = np.nonzero(mask[:, 1:] != mask[:, :-1])
+    starts = np.searchsorted(rows, np.arange(n_rows + 1)).tolist()
+    edges, first = (cols + 1).tolist(), mask[:, 0].tolist()
+    for i in range(n_rows):
+        bounds = [0, *edges[starts[i]:starts[i + 1]], n_cols]
+        yield [(a, b, first[i] == (k % 2 == 0)) for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .builder import BuildResult, plan_book, sheet_reading, write_book
+from .builder import BuildResult, plan_book, typed_positions, why_the_sheet_cannot_read, write_book
 from .engines import CellOverride
 from .errors import UserError
 from .layout import BookOptions
@@ -70,17 +70,9 @@ def build(model_spec: str, prompt: str, out: Path | None = None, progress: bool 
     model = load_model(model_spec)
     options = BookOptions(generate, lens, form)
     controls = steering.controls(model)
-    plan = plan_book(model, prompt, compact=compact, typed_prompt=typed_prompt, positions=positions,
+    typed = typed_prompt and _sheet_reads(model, prompt, positions, generate)
+    plan = plan_book(model, prompt, compact=compact, typed_prompt=typed, positions=positions,
                      options=options, controls=controls)
-    if plan.layout.typed_prompt:
-        reading = sheet_reading(model, prompt, plan.layout.T)
-        if not reading.startswith("OK"):
-            if positions is not None or generate:
-                raise UserError(f"the sheet's tokenizer cannot read this prompt: {reading} (build without "
-                                "--positions and --generate for a book of fixed token ids)")
-            print(f"sheetgpt: note: the sheet's tokenizer cannot read this prompt ({reading}); writing a book of "
-                  "fixed token ids instead, as with --fixed", file=sys.stderr)
-            plan = plan_book(model, prompt, compact=compact, options=options, controls=controls)
     out = out or Path("out") / f"sheetgpt-{_slug(model.name)}.xlsx"
     if out.suffix.lower() != ".xlsx":
         raise UserError(f"the output file must end in .xlsx, got {out}")
@@ -95,6 +87,26 @@ def build(model_spec: str, prompt: str, out: Path | None = None, progress: bool 
     except OSError as e:
         raise UserError(f"cannot write {out}: {e.strerror or e}") from None
     return Built(result, model, out.stat().st_size)
+
+
+def _sheet_reads(model: LoadedModel, prompt: str, positions: int | None, generate: int) -> bool:
+    """Whether the book's formulas can tokenize the prompt; if not, a book of fixed ids is
+    written instead (with a note), unless the options need a typed prompt."""
+    try:
+        T = typed_positions(model, prompt, positions, generate) if prompt else 0
+    except UserError:
+        T = 0
+    if not T:
+        return True  # plan_book says what is wrong, in the order it checks the inputs
+    reason = why_the_sheet_cannot_read(model, prompt, T)
+    if reason is None:
+        return True
+    if positions is not None or generate:
+        raise UserError(f"the sheet's tokenizer cannot read this prompt: {reason} (build without "
+                        "--positions and --generate for a book of fixed token ids)")
+    print(f"sheetgpt: note: the sheet's tokenizer cannot read this prompt ({reason}); writing a book of "
+          "fixed token ids instead, as with --fixed", file=sys.stderr)
+    return False
 
 
 @dataclass

@@ -245,6 +245,9 @@ def test_cli_build_falls_back_to_fixed_ids_beyond_ascii(tmp_path):
     assert r.returncode == 2 and "fixed token ids, not a prompt cell" in r.stderr
     r = run_cli("build", "To be", "--model", "tiny", "--fixed", "--positions", "5", "-o", str(book), cwd=tmp_path)
     assert r.returncode == 2 and "one position per token" in r.stderr
+    r = run_cli("build", "café au lait", "--model", "tiny", "--generate", "2", "-o", str(book), cwd=tmp_path)
+    assert r.returncode == 2 and "cannot read this prompt: Character 4 (é) is not ASCII" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_a_model_with_its_own_vocabulary(small_model, small_vocab_dir, tmp_path):

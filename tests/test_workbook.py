@@ -477,3 +477,21 @@ def test_guide_small(small_wb):
 
 def test_guide_tiny(tiny_ro):
     _guide_checks(tiny_ro, TINY_PROMPT, random_weights=True)
+
+
+def test_row_runs_are_each_rows_runs_of_equal_values():
+    """The builder's runs of a masked shared formula, against a plain scan of each row."""
+    from sheetgpt.builder import _row_runs
+
+    def scan(row) -> list[tuple[int, int, bool]]:
+        runs, start = [], 0
+        for j in range(1, len(row) + 1):
+            if j == len(row) or row[j] != row[start]:
+                runs.append((start, j, bool(row[start])))
+                start = j
+        return runs
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        mask = rng.random((rng.integers(1, 7), rng.integers(1, 9))) < rng.random()
+        assert list(_row_runs(mask)) == [scan(row) for row in mask], mask
