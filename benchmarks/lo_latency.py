@@ -2,9 +2,9 @@
 
     /usr/bin/python3 lo_latency.py BOOK.xlsx OUT.json PROMPT [TIMEOUT_S]
 
-Starts LibreOffice headless with its own profile and its default calculation settings
-(threaded group calculation on; only recalculation on load is set to never, so that the
-full recalculation is timed on its own), then times, as a learner meets them:
+Starts LibreOffice headless as the libreoffice engine does (lo_uno.start_office), with its
+own profile and its default calculation settings (threaded group calculation on; only
+recalculation on load is set to never, so that the full recalculation is timed on its own), then times, as a learner meets them:
 - load: opening the file;
 - recalc: calculateAll(), every formula once (what a fresh open computes);
 - prompt: typing PROMPT into Guide!B5, then calculate() (what automatic recalculation
@@ -17,28 +17,15 @@ LibreOffice dies as "error". Standard library only.
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 import uno
-from com.sun.star.beans import PropertyValue
 
-NEVER_ON_LOAD = """<?xml version="1.0" encoding="UTF-8"?>
-<oor:items xmlns:oor="http://openoffice.org/2001/registry" xmlns:xs="http://www.w3.org/2001/XMLSchema" \
-xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
-<item oor:path="/org.openoffice.Office.Calc/Formula/Load"><prop oor:name="OOXMLRecalcMode" oor:op="fuse">\
-<value>1</value></prop></item>
-</oor:items>
-"""
-
-
-def prop(name, value):
-    p = PropertyValue()
-    p.Name, p.Value = name, value
-    return p
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sheetgpt", "engines"))
+from lo_uno import RECALC_NEVER, prop, start_office, stop_office  # noqa: E402  (the engine's own way to start it)
 
 
 def soffice_bin(root_pid):
@@ -71,14 +58,7 @@ def main():
     book, out_json, prompt = sys.argv[1:4]
     timeout = float(sys.argv[4]) if len(sys.argv) > 4 else 1800.0
     profile = tempfile.mkdtemp(prefix="sheetgpt-lo-bench-")
-    os.makedirs(os.path.join(profile, "user"))
-    with open(os.path.join(profile, "user", "registrymodifications.xcu"), "w") as f:
-        f.write(NEVER_ON_LOAD)
-    pipe = "sheetgpt_bench_%d" % os.getpid()
-    office = subprocess.Popen(["soffice", "-env:UserInstallation=" + uno.systemPathToFileUrl(profile),
-                               "--headless", "--invisible", "--nologo", "--norestore", "--nodefault",
-                               "--accept=pipe,name=%s;urp;" % pipe],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    office, desktop = start_office(profile, RECALC_NEVER, start_new_session=True)
     result = {"book": book, "phases": {}, "finished": False}
 
     def save():
@@ -97,16 +77,7 @@ def main():
 
     threading.Thread(target=watchdog, daemon=True).start()
     try:
-        local = uno.getComponentContext()
-        resolver = local.ServiceManager.createInstanceWithContext("com.sun.star.bridge.UnoUrlResolver", local)
-        for _ in range(1200):
-            try:
-                ctx = resolver.resolve("uno:pipe,name=%s;urp;StarOffice.ComponentContext" % pipe)
-                break
-            except Exception:
-                time.sleep(0.1)
         pid = soffice_bin(office.pid)
-        desktop = ctx.ServiceManager.createInstanceWithContext("com.sun.star.frame.Desktop", ctx)
 
         def timed(name, fn):
             phase_deadline[0] = time.time() + timeout
@@ -135,14 +106,7 @@ def main():
         result["error"] = "%s: %s" % (type(e).__name__, e)
     finally:
         save()
-        try:
-            desktop.terminate()
-        except Exception:
-            pass
-        try:
-            office.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(office.pid, 9)
+        stop_office(office, desktop, lambda: os.killpg(office.pid, 9), 60)
         shutil.rmtree(profile, ignore_errors=True)
 
 

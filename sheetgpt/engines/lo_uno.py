@@ -47,30 +47,49 @@ def prop(name, value):
     return p
 
 
-def main():
-    book, out_dir, profile, sheets_file = sys.argv[1:5]
+def start_office(profile, settings, **popen):
+    """LibreOffice headless with its own profile (`settings`: its registrymodifications.xcu),
+    listening on a pipe: (the process, its Desktop)."""
     os.makedirs(os.path.join(profile, "user"), exist_ok=True)
     with open(os.path.join(profile, "user", "registrymodifications.xcu"), "w") as f:
-        f.write(RECALC_NEVER)
+        f.write(settings)
     pipe = "sheetgpt_%d" % os.getpid()
     office = subprocess.Popen(["soffice", "-env:UserInstallation=" + uno.systemPathToFileUrl(profile),
                                "--headless", "--invisible", "--nologo", "--norestore", "--nodefault",
                                "--accept=pipe,name=%s;urp;" % pipe],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
+    local = uno.getComponentContext()
+    resolver = local.ServiceManager.createInstanceWithContext("com.sun.star.bridge.UnoUrlResolver", local)
+    for _ in range(600):
+        try:
+            ctx = resolver.resolve("uno:pipe,name=%s;urp;StarOffice.ComponentContext" % pipe)
+            break
+        except Exception:
+            if office.poll() is not None:
+                raise SystemExit("LibreOffice exited while starting (code %s)" % office.returncode)
+            time.sleep(0.1)
+    else:
+        office.kill()
+        raise SystemExit("LibreOffice did not start within 60 s")
+    return office, ctx.ServiceManager.createInstanceWithContext("com.sun.star.frame.Desktop", ctx)
+
+
+def stop_office(office, desktop, kill, wait_s):
+    """Ask LibreOffice to quit; `kill` it if it has not within wait_s seconds."""
     try:
-        local = uno.getComponentContext()
-        resolver = local.ServiceManager.createInstanceWithContext("com.sun.star.bridge.UnoUrlResolver", local)
-        for _ in range(600):
-            try:
-                ctx = resolver.resolve("uno:pipe,name=%s;urp;StarOffice.ComponentContext" % pipe)
-                break
-            except Exception:
-                if office.poll() is not None:
-                    raise SystemExit("LibreOffice exited while starting (code %s)" % office.returncode)
-                time.sleep(0.1)
-        else:
-            raise SystemExit("LibreOffice did not start within 60 s")
-        desktop = ctx.ServiceManager.createInstanceWithContext("com.sun.star.frame.Desktop", ctx)
+        desktop.terminate()
+    except Exception:  # already gone, or the bridge broke with it
+        pass
+    try:
+        office.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        kill()
+
+
+def main():
+    book, out_dir, profile, sheets_file = sys.argv[1:5]
+    office, desktop = start_office(profile, RECALC_NEVER)
+    try:
         doc = desktop.loadComponentFromURL(uno.systemPathToFileUrl(os.path.abspath(book)), "_blank", 0,
                                            (prop("Hidden", True), prop("ReadOnly", True)))
         if doc is None:
@@ -96,14 +115,7 @@ def main():
                                for s, r, c, h, w in runs["read"]], f)
         doc.close(True)
     finally:
-        try:
-            desktop.terminate()
-        except Exception:
-            pass
-        try:
-            office.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            office.kill()
+        stop_office(office, desktop, office.kill, 20)
 
 
 def type_in(doc, edits):
