@@ -9,7 +9,7 @@ Named blocks are workbook-level defined names; steps are what `check` compares.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from .a1 import box, cell_name, quote_sheet
@@ -99,12 +99,28 @@ class BookOptions:
     lens: bool = False  # the logit lens: every layer's output through ln_f and the unembedding
     # arrays: each matrix product (linear layers, unembedding, lens) is one array formula, which
     # LibreOffice computes several times faster; cells: one formula per cell, for programs
-    # that compute array formulas wrong (IronCalc)
-    form: str = "arrays"
+    # that compute array formulas wrong (IronCalc). A book that does not say is of the cells
+    # form: it was written before there were two.
+    form: str = field(default="arrays", metadata={"unsaid": "cells"})
 
     def __post_init__(self):
         if self.form not in FORMS:
             raise ValueError(f"form {self.form!r}: give one of {', '.join(FORMS)}")
+
+    def to_meta(self) -> dict[str, int | str]:
+        """The options as the metadata sheet holds them (a flag as 0 or 1)."""
+        return {f.name: int(v) if isinstance(v, bool) else v for f in fields(self) for v in [getattr(self, f.name)]}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> BookOptions:
+        """The options a metadata sheet records; one it does not record takes its value for
+        books written before the option existed (by default, the option's default)."""
+        given = {}
+        for f in fields(cls):
+            value = meta.get(f.name)
+            value = f.metadata.get("unsaid", f.default) if value is None or value == "" else value
+            given[f.name] = type(f.default)(int(value) if isinstance(f.default, (bool, int)) else value)
+        return cls(**given)
 
     @property
     def arrays(self) -> bool:

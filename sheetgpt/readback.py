@@ -163,8 +163,8 @@ def load_book(path: str | Path, engine: str = "fast", progress: bool | None = No
                         "selftest sheet: build it again with this version")
     try:
         n_merges = int(meta["n_merges"]) if "n_merges" in meta else None
-        options = BookOptions(int(meta.get("generate") or 0), bool(meta.get("lens")), str(meta.get("form") or "cells"))
-        layout = Layout(GPT2Config.from_dict(meta), int(meta["n_tokens"]), architecture, n_merges, options)
+        layout = Layout(GPT2Config.from_dict(meta), int(meta["n_tokens"]), architecture, n_merges,
+                        BookOptions.from_meta(meta))
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{path}: the {META_SHEET} sheet is damaged ({e})") from None
     for name, block in layout.blocks.items():

@@ -495,3 +495,23 @@ def test_row_runs_are_each_rows_runs_of_equal_values():
     for _ in range(300):
         mask = rng.random((rng.integers(1, 7), rng.integers(1, 9))) < rng.random()
         assert list(_row_runs(mask)) == [scan(row) for row in mask], mask
+
+
+def test_book_options_are_written_and_read_back_as_a_whole(tmp_path, small_model):
+    """The metadata sheet holds every option (a flag as 0/1) and readback returns the same
+    options; an option a book does not record takes its value for books older than it."""
+    from sheetgpt.builder import build_workbook
+    from sheetgpt.layout import BookOptions
+    from sheetgpt.readback import load_book
+
+    options = BookOptions(generate=2, lens=True, form="cells")
+    path = tmp_path / "options.xlsx"
+    build_workbook(small_model, SMALL_PROMPT, path, progress=False, typed_prompt=True, options=options)
+    wb = openpyxl.load_workbook(path, read_only=True)
+    try:
+        meta = {row[0]: row[1] for row in wb["_meta"].iter_rows(values_only=True)}
+    finally:
+        wb.close()
+    assert {k: meta[k] for k in ("generate", "lens", "form")} == {"generate": 2, "lens": 1, "form": "cells"}
+    assert load_book(path, progress=False).layout.options == options
+    assert BookOptions.from_meta({"generate": 1.0}) == BookOptions(generate=1, lens=False, form="cells")

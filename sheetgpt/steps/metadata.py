@@ -35,8 +35,7 @@ class Metadata(Component):
                  "n_tokens": self.layout.T, "prompt": inputs.prompt}
         if self.layout.typed_prompt:  # n_tokens above is then the book's capacity
             items |= {"n_merges": self.layout.n_merges}
-        options = self.layout.options
-        items |= {"generate": options.generate, "lens": int(options.lens), "form": options.form}
+        items |= self.layout.options.to_meta()
         yield Constants(Block("", META_SHEET, 1, 1, len(items), 2), [[k, v] for k, v in items.items()], given=True)
 
     def sheet_options(self, inputs: BuildInputs) -> SheetOptions:
