@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import regex
 
 from .a1 import box, pin_rows, quote_sheet
+from .architectures import lay_out
 from .errors import UserError
 from .layout import FIRST_COL, FIRST_ROW, FORWARD_STAGES, Block, BookOptions, Layout, Sheet
 from .load import LoadedModel
@@ -60,8 +61,7 @@ class BookPlan:
         return list(self.inputs.ids)
 
 
-def plan_book(model: LoadedModel, prompt: str, architecture: Callable | None = None,
-              compact: bool = False, typed_prompt: bool = False, positions: int | None = None,
+def plan_book(model: LoadedModel, prompt: str, compact: bool = False, typed_prompt: bool = False, positions: int | None = None,
               options: BookOptions = BookOptions(), controls: dict[str, np.ndarray] | None = None) -> BookPlan:
     """Tokenize `prompt` and lay out the workbook; one clear error for input it cannot hold.
 
@@ -88,10 +88,10 @@ def plan_book(model: LoadedModel, prompt: str, architecture: Callable | None = N
         if positions is not None and positions != len(ids):
             raise UserError(f"--positions {positions}: a book with fixed token ids has one position per token of "
                             f"the prompt ({len(ids)})")
-        layout = Layout(cfg, len(ids), architecture, options=options)
+        layout = lay_out(cfg, len(ids), options)
         return BookPlan(BuildInputs(model, prompt, ids, controls=controls), layout, compact)
     T = typed_positions(model, prompt, positions, K)
-    layout = Layout(cfg, T, architecture, n_merges=len(model.tokenizer.merge_table()), options=options)
+    layout = lay_out(cfg, T, options, n_merges=len(model.tokenizer.merge_table()))
     return BookPlan(BuildInputs(model, prompt, ids, controls=controls), layout, compact)
 
 
@@ -119,7 +119,7 @@ def why_the_sheet_cannot_read(model: LoadedModel, prompt: str, positions: int) -
 
 def build_workbook(model: LoadedModel, prompt: str, path: str | Path, progress: bool | None = None,
                    workers: int | None = None, compresslevel: int = COMPRESS_LEVEL,
-                   architecture: Callable | None = None, compact: bool = False, typed_prompt: bool = False,
+                   compact: bool = False, typed_prompt: bool = False,
                    positions: int | None = None, options: BookOptions = BookOptions(),
                    controls: dict[str, np.ndarray] | None = None) -> BuildResult:
     """Tokenize `prompt` and write the workbook for `model` to `path` (atomically).
@@ -129,7 +129,7 @@ def build_workbook(model: LoadedModel, prompt: str, path: str | Path, progress: 
     cannot read such files).
     typed_prompt, positions: see plan_book.
     """
-    plan = plan_book(model, prompt, architecture, compact, typed_prompt, positions, options, controls)
+    plan = plan_book(model, prompt, compact, typed_prompt, positions, options, controls)
     return write_book(plan, path, progress, workers, compresslevel)
 
 

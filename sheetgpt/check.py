@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class CheckReport:
 
 def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: str | None = None,
                    tol: float = DEFAULT_TOL, engine: str = "fast", progress: bool | None = None,
-                   architecture: Callable | None = None, overrides: Sequence[CellOverride] = (),
+                   overrides: Sequence[CellOverride] = (),
                    values: EvaluatedBook | None = None, tokenizer: Tokenizer | None = None) -> CheckReport:
     """Everything a reader of the workbook sees against what it must show; `overrides`:
     as if those cells held those values (the file is not changed). `prompt`: the book's
@@ -56,7 +56,7 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
     overrides = list(overrides)
     if prompt is not None and values is None and "prompt" in read_defined_names(Path(path))[1]:
         overrides.append(prompt_cell(path, prompt))
-    book = load_book(path, engine, progress, architecture, overrides, values, lenient=True)
+    book = load_book(path, engine, progress, overrides, values, lenient=True)
     inputs: list[str] = [f"as if {o.sheet}!{cell_name(o.row, o.col)} held {o.shown}" for o in overrides]
     inputs += [f"{engine} engine: {p}; the cells show #VALUE!" for p in book.values.problems]
     first: dict | None = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -41,13 +40,12 @@ def templates_dir() -> Path:
     raise UserError("this sheetgpt installation has no lesson templates (templates/step.html)")
 
 
-def export_lesson(book: str | Path, out_dir: str | Path, progress: bool | None = None,
-                  architecture: Callable | None = None) -> Path:
+def export_lesson(book: str | Path, out_dir: str | Path, progress: bool | None = None) -> Path:
     """Evaluate `book` with sheetgpt's engine and write the lesson into `out_dir`; return
     the path of its index.html. Files of an earlier lesson there are overwritten."""
     out = check_out_dir(Path(out_dir))
     book = Path(book)
-    contents = load_book(book, progress=progress, architecture=architecture)
+    contents = load_book(book, progress=progress)
     pages = PageReader(contents).pages()
     facts = _facts(contents, book, out)
     cfg = contents.layout.cfg

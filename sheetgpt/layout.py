@@ -102,6 +102,7 @@ class BookOptions:
     # that compute array formulas wrong (IronCalc). A book that does not say is of the cells
     # form: it was written before there were two.
     form: str = field(default="arrays", metadata={"unsaid": "cells"})
+    architecture: str = "gpt2"  # the name its components are composed by (sheetgpt.architectures)
 
     def __post_init__(self):
         if self.form not in FORMS:
@@ -140,10 +141,12 @@ class Layout:
     """The sheets and blocks of one workbook: a model configuration, a number of token
     positions and an architecture (a function that declares its components in order)."""
 
-    def __init__(self, cfg: GPT2Config, n_tokens: int, architecture: Callable[["Layout"], Sequence["Component"]]
-                 | None = None, n_merges: int | None = None, options: BookOptions = BookOptions()):
-        """n_merges: the tokenizer's merges, for a book whose prompt is typed in and tokenized
-        by formulas (n_tokens is then its capacity); None: the token ids are typed in."""
+    def __init__(self, cfg: GPT2Config, n_tokens: int, architecture: Callable[["Layout"], Sequence["Component"]],
+                 n_merges: int | None = None, options: BookOptions = BookOptions()):
+        """architecture: the function that declares the components (sheetgpt.architectures.lay_out
+        finds it by the options' name). n_merges: the tokenizer's merges, for a book whose prompt
+        is typed in and tokenized by formulas (n_tokens is then its capacity); None: the token
+        ids are typed in."""
         if not 1 <= n_tokens <= cfg.n_ctx:
             raise ValueError(f"need 1 to {cfg.n_ctx} tokens, got {n_tokens}")
         if options.generate and n_merges is None:
@@ -159,8 +162,6 @@ class Layout:
         self.n_tokens: Block | None = None  # typed prompt: the positions the prompt fills
         self.n_filled: Block | None = None  # typed prompt: the positions the prompt and generation fill
         self.controls = None  # the controls every book has (a steps.controls.Controls)
-        if architecture is None:
-            from .gpt2 import gpt2 as architecture
         self.components: list[Component] = list(architecture(self))
         order = {s.name: (GROUPS[s.stage], k) for k, s in enumerate(self._sheets)}
         self.sheets = sorted(self._sheets, key=lambda s: order[s.name])

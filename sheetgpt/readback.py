@@ -6,7 +6,7 @@ import functools
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 from xml.etree import ElementTree
 
 import numpy as np
@@ -14,6 +14,7 @@ import numpy as np
 from .a1 import AddressError, parse_range
 from .engines import CellOverride, CellValueError, EvaluatedBook, evaluate
 from .errors import UserError
+from .architectures import lay_out
 from .layout import Block, BookOptions, Layout
 from .load import LoadedModel, describe
 from .model import GPT2Config, GPT2Weights, param_shapes
@@ -142,7 +143,7 @@ def read_defined_names(path: Path) -> tuple[list[str], dict[str, str]]:
 
 
 def load_book(path: str | Path, engine: str = "fast", progress: bool | None = None,
-              architecture: Callable | None = None, overrides: Sequence[CellOverride] = (),
+              overrides: Sequence[CellOverride] = (),
               values: EvaluatedBook | None = None, lenient: bool = False) -> BookContents:
     """Evaluate a sheetgpt workbook (as if the cells of `overrides` held their values) and
     read its config, weights and token ids; `values`: the book already evaluated.
@@ -163,8 +164,8 @@ def load_book(path: str | Path, engine: str = "fast", progress: bool | None = No
                         "selftest sheet: build it again with this version")
     try:
         n_merges = int(meta["n_merges"]) if "n_merges" in meta else None
-        layout = Layout(GPT2Config.from_dict(meta), int(meta["n_tokens"]), architecture, n_merges,
-                        BookOptions.from_meta(meta))
+        options = BookOptions.from_meta(meta)
+        layout = lay_out(GPT2Config.from_dict(meta), int(meta["n_tokens"]), options, n_merges)
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{path}: the {META_SHEET} sheet is damaged ({e})") from None
     for name, block in layout.blocks.items():

@@ -8,10 +8,11 @@ scores are NaN: the workbook leaves those cells empty.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from .architectures import lay_out
 from .layout import Layout
 from .model import GPT2Weights
 from .steps.layer_norm import layer_norm
@@ -20,8 +21,8 @@ from .steps.mlp import gelu
 __all__ = ["forward", "gelu", "layer_norm"]
 
 
-def forward(weights: GPT2Weights, ids: Sequence[int], architecture: Callable | None = None,
-            layout: Layout | None = None, given: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+def forward(weights: GPT2Weights, ids: Sequence[int], layout: Layout | None = None,
+            given: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Run the model on token ids; return every step as a float64 2-D array, in forward order.
 
     given: a typed-prompt book's inputs besides the weights (the prompt text, the merge
@@ -34,7 +35,7 @@ def forward(weights: GPT2Weights, ids: Sequence[int], architecture: Callable | N
         raise ValueError(f"need 1 to {cfg.n_ctx} tokens, got {len(ids)}")
     if ids.min() < 0 or ids.max() >= cfg.vocab_size:
         raise ValueError(f"token ids must be in 0..{cfg.vocab_size - 1}")
-    layout = layout or Layout(cfg, len(ids), architecture)
+    layout = layout or lay_out(cfg, len(ids))
     v = {block.name: np.asarray(weights[param], dtype=np.float64).reshape(block.shape)  # no copy if float64
          for param, block in layout.weights.items()}
     v[layout.blocks["tokens"].name] = ids.astype(np.float64)[:, None]  # [T, 1]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .layout import Layout
+from .architectures import lay_out
 from .load import LoadedModel
 from .reference import forward
 
@@ -20,7 +20,7 @@ def stream_entering(model: LoadedModel, text: str, layer: int) -> np.ndarray:
     ids = model.tokenizer.encode(text)
     if not 1 <= len(ids) <= cfg.n_ctx:
         raise UserError(f"--steer text {text!r}: give 1 to {cfg.n_ctx} tokens of text")
-    steps = forward(model.weights, ids, layout=Layout(cfg, len(ids)))
+    steps = forward(model.weights, ids, layout=lay_out(cfg, len(ids)))
     return steps["embed" if layer == 0 else f"h{layer - 1}_resid_2"].mean(axis=0)  # [T, D] -> [D]
 
 

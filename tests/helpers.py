@@ -420,7 +420,7 @@ def check_cached(path: Path, engine: str = "formulas", **kwargs):
 
     real = check.load_book
 
-    def cached(p, engine_=engine, progress=None, architecture=None, overrides=(), values=None, lenient=False):
+    def cached(p, engine_=engine, progress=None, overrides=(), values=None, lenient=False):
         assert engine_ == engine and not overrides and values is None
         return evaluated(p, engine)
 

@@ -87,10 +87,10 @@ def _top_left(names, step) -> tuple[str, int, int]:
 # --- the book as built --------------------------------------------------------------------------
 
 def test_check_passes(report, small_book, small_model, ids, names):
-    from sheetgpt.layout import Layout
+    from sheetgpt.architectures import lay_out
 
     assert report.ok and report.first_failure is None and report.inputs == []
-    assert [s.name for s in report.steps] == Layout(small_model.weights.config, len(ids)).steps
+    assert [s.name for s in report.steps] == lay_out(small_model.weights.config, len(ids)).steps
     assert len(report.steps) > 25
     for s in report.steps:
         assert s.ok and s.cell is None, s

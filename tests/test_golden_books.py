@@ -39,28 +39,28 @@ LONG_PROMPT = ("To be, or not to be, that is the question: whether 'tis nobler i
 # (model fixture and options, prompt) -> SHA-256 of the book's parts (see digest)
 DIGESTS = {
     ("tiny", "short"):
-        "f899f0d3da5271f25a2b377c5278d7c17fd8f09dc98624a72539b4e3aeecb666",
+        "d5938d98c26132d9149ef18560b7ed10672e3ac40adcd6d4fe81fb855d725497",
     ("tiny", "long"):
-        "7e735e713534c1c65d08000f53749daaea04e5df499b66d3c4bce52f9897107b",
+        "e615cf475eff4dc726c43511c5d1297264fdf1bac8ee6ca9f49cfc6a27ceee25",
     ("small_dir", "short"):
-        "320c03bde2ee497a973dee9d71582fd71245dd0b78bae06e2450ac54f84331c0",
+        "9c798c5c1a1ea4b3565ee892d2d9b5e79780876c81f7c92ccdc6dfc0a01fedbb",
     ("small_dir", "long"):
-        "4f9e312303c883b5204f132a3b677924f1c35741c2c2141f84ed19ba4e6f81c3",
+        "5d69941087036b097a2416f4f81d34a598ce107939e5a711429e589dfa6015f5",
     ("hf_dir", "short"):
-        "41b054a84593ca922a9b7474742b6a0a3e4d6dc5b85173f1693a35b27a144a2f",
+        "e522b4d42c16460464c53d5e8898797195f0dabff4545197ae22377aa4577280",
     ("tiny-compact", "short"):
-        "4a79db28f053726096372bb9c7488c6ae72991bb7ae5decaf0ad420a6f959d4f",
+        "502765fb5ee9f22fd1ae35459354ce183ce56a21c204fec55de0693b0a0abb77",
     ("hf_dir", "long"):
-        "713f734322cc22cfd5fe28ff15134622d4094305b62c778ca7405885ad166785",
+        "58e501a8a2ea6b84d290731a8671851e57860d633e5e94ed45cfc0fa16461c6c",
     ("tiny-typed", "short"):
-        "f0e8a85e3b13251c43b4ed7a3c405db7b242e4f1c90956efbabddf2271e8fbeb",
+        "e70781beff9355c42e1d27adcef60b6032a4e6238f767bff1a144aa74b0cf972",
     ("tiny-cells", "short"):
-        "ae211832528ae256aac81b6a73177f11ac7bf68949fb3360243c4ebacaa2924a",
+        "24affbc9304ab73f99520145cd61696c0f1c68ed37fd1a0470cd26ce1ff8e5be",
     ("tiny-probes", "short"):
-        "21552bd89ebd2906ab4554187741e5b9e1420a595f87704e1b128141d1a1f2bc",
+        "04e80cb8c536edc84e9a2a0761f6d9d85a552ad7a8ac306997afc3caec86d57c",
 }
 SLOW_DIGESTS = {("small-random", "short"):
-        "2cfab14b76812629a423e45137f7cca87baf11b2a59157d73c99d841f28b23a0"}
+        "25f3e8339f0cfd1704b51134a35bc04f8544fca8092258e49360d60a8a4f111d"}
 PROMPTS = {"short": {"tiny": TINY_PROMPT, "small_dir": SMALL_PROMPT, "hf_dir": TINY_PROMPT,
                      "small-random": TINY_PROMPT},
            "long": {"tiny": LONG_PROMPT, "small_dir": "The sheet is the sheet is", "hf_dir": LONG_PROMPT[:90]}}

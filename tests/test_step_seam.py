@@ -12,10 +12,11 @@ import openpyxl
 import pytest
 
 from sheetgpt import gpt2
+from sheetgpt.architectures import lay_out, register
 from sheetgpt.builder import build_workbook
 from sheetgpt.check import check_workbook
 from sheetgpt.export import export_lesson
-from sheetgpt.layout import Block, Layout
+from sheetgpt.layout import Block, BookOptions, Layout
 from sheetgpt.reference import forward
 from sheetgpt.steps.base import BuildInputs, Cells, Component, Formula, Values, numbered_header, position_labels
 
@@ -57,6 +58,10 @@ def scaled_gpt2(layout: Layout) -> list[Component]:
     return parts + gpt2.output(layout, parts[-1].out, inputs)
 
 
+register("scaled-gpt2", scaled_gpt2)  # the one registration: the book names it, readback finds it
+SCALED = BookOptions(architecture="scaled-gpt2")
+
+
 def by_hand(model, ids: list[int]) -> np.ndarray:
     """The scaled model's logits from the plain model's last stream, in NumPy written here."""
     w = {k: np.asarray(v, np.float64) for k, v in model.weights.params.items()}
@@ -69,13 +74,13 @@ def by_hand(model, ids: list[int]) -> np.ndarray:
 @pytest.fixture(scope="module")
 def scaled_book(small_model, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("seam") / "scaled.xlsx"
-    build_workbook(small_model, SMALL_PROMPT, path, progress=False, architecture=scaled_gpt2)
+    build_workbook(small_model, SMALL_PROMPT, path, progress=False, options=SCALED)
     return path
 
 
 def test_reference_composes_the_new_step(small_model):
     ids = small_model.tokenizer.encode(SMALL_PROMPT)
-    ref = forward(small_model.weights, ids, architecture=scaled_gpt2)
+    ref = forward(small_model.weights, ids, layout=lay_out(small_model.weights.config, len(ids), SCALED))
     plain = forward(small_model.weights, ids)
     assert list(ref).index("scaled") == list(ref).index("ln_f_mean") - 1
     np.testing.assert_allclose(ref["logits"][:, 0], by_hand(small_model, ids), rtol=1e-12, atol=1e-12)
@@ -97,19 +102,19 @@ def test_workbook_has_the_new_sheet_name_and_formula(scaled_book: Path):
 
 
 def test_check_compares_the_new_step_and_catches_a_change_to_it(scaled_book: Path, tmp_path: Path):
-    report = check_workbook(scaled_book, architecture=scaled_gpt2, progress=False)
+    report = check_workbook(scaled_book, progress=False)  # the book says which architecture it is
     assert report.ok, report.first_failure
     step = next(s for s in report.steps if s.name == "scaled")
     assert step.ok and step.max_rel_err < 1e-12
     tampered = tmp_path / "tampered.xlsx"
     rewrite_part(scaled_book, tampered, sheet_parts(scaled_book)["scaled"],
                  lambda xml: edit_formula(xml, "B3", f"{SCALE}*", "0.25*"))
-    bad = check_workbook(tampered, architecture=scaled_gpt2, progress=False)
+    bad = check_workbook(tampered, progress=False)
     assert not bad.ok and bad.first_failure == {"step": "scaled", "sheet": "scaled", "cell": "B3"}
 
 
 def test_lesson_has_a_page_for_the_new_step(scaled_book: Path, tmp_path: Path):
-    export_lesson(scaled_book, tmp_path / "lesson", progress=False, architecture=scaled_gpt2)
+    export_lesson(scaled_book, tmp_path / "lesson", progress=False)
     page = (tmp_path / "lesson" / "scaled.html").read_text(encoding="utf-8")
     text = _text(page)
     assert "The stream, scaled" in text
@@ -128,3 +133,14 @@ def _text(html: str) -> str:
 
     P().feed(html)
     return " ".join(" ".join(parts).split())
+
+
+def test_a_book_of_an_architecture_this_sheetgpt_does_not_know_is_one_line(scaled_book: Path, tmp_path: Path):
+    from helpers import run_cli
+
+    renamed = tmp_path / "renamed.xlsx"
+    rewrite_part(scaled_book, renamed, sheet_parts(scaled_book)["_meta"],
+                 lambda xml: xml.replace("scaled-gpt2", "gpt2-with-extras"))
+    r = run_cli("check", str(renamed), cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "architecture 'gpt2-with-extras' is not one this sheetgpt knows (gpt2" in r.stderr

@@ -8,7 +8,7 @@ import openpyxl
 import pytest
 from openpyxl.worksheet.formula import ArrayFormula
 
-from sheetgpt.layout import Layout
+from sheetgpt.architectures import lay_out
 from sheetgpt.load import load_model
 
 
@@ -20,7 +20,7 @@ def tiny(tmp_path_factory):
     path = tmp_path_factory.mktemp("teach") / "tiny.xlsx"
     result = build_workbook(model, "Mike is quick. He moves", path, progress=False)
     wb = openpyxl.load_workbook(path)
-    yield wb, Layout(model.weights.config, len(result.ids))
+    yield wb, lay_out(model.weights.config, len(result.ids))
     wb.close()
 
 

@@ -148,7 +148,7 @@ def test_every_sheet_has_a_title(small_wb):
 
 
 def test_defined_names_small(small_book, small_model, small_vocab_dir, small_wb):
-    from sheetgpt.layout import Layout
+    from sheetgpt.architectures import lay_out
     from sheetgpt.reference import forward
 
     names = defined_names(small_book)
@@ -169,7 +169,7 @@ def test_defined_names_small(small_book, small_model, small_vocab_dir, small_wb)
     assert master.text == "=MMULT('wte.weight'!$B$3:$I$359,TRANSPOSE('ln_f'!$D$5:$K$5))"  # wte @ the last row
 
     # every checked step has a name, on its own sheet in forward order, shaped like its tensor
-    steps = Layout(small_model.weights.config, len(ids)).steps
+    steps = lay_out(small_model.weights.config, len(ids)).steps
     shapes = {k: v.shape for k, v in forward(small_model.weights, ids).items()}
     sheet_order = small_wb.sheetnames
     last = 0
