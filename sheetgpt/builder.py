@@ -61,8 +61,9 @@ class BookPlan:
         return list(self.inputs.ids)
 
 
-def plan_book(model: LoadedModel, prompt: str, compact: bool = False, typed_prompt: bool = False, positions: int | None = None,
-              options: BookOptions = BookOptions(), controls: dict[str, np.ndarray] | None = None) -> BookPlan:
+def plan_book(model: LoadedModel, prompt: str, compact: bool = False, typed_prompt: bool = False,
+              positions: int | None = None, options: BookOptions = BookOptions(),
+              controls: dict[str, np.ndarray] | None = None) -> BookPlan:
     """Tokenize `prompt` and lay out the workbook; one clear error for input it cannot hold.
 
     typed_prompt: the prompt is a cell the learner edits, tokenized by formulas, in a book
