@@ -59,7 +59,8 @@ def junit(report: CheckReport, tol: float, book: Path) -> bytes:
     cases += [_case("labels", s.sheet, None if s.ok else _differs(s)) for s in report.labels]
     cases += [_case("book", kind, "\n".join(lines) or None) for kind, lines in _book_findings(report).items()]
     n_failed = sum(1 for _, failed in cases if failed)
-    head = (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n<testsuite name={quoteattr("sheetgpt check " + str(book))}'
+    name = quoteattr(f"sheetgpt check {book}")
+    head = (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n<testsuite name={name}'
             f' tests="{len(cases)}" failures="{n_failed}" errors="0">\n'
             f'<properties><property name="tolerance" value="{tol:g}"/></properties>\n')
     return (head + "".join(xml for xml, _ in cases) + "</testsuite>\n</testsuites>\n").encode("utf-8")
