@@ -92,12 +92,12 @@ def build(model_spec: str, prompt: str, out: Path | None = None, progress: bool 
 def _sheet_reads(model: LoadedModel, prompt: str, positions: int | None, generate: int) -> bool:
     """Whether the book's formulas can tokenize the prompt; if not, a book of fixed ids is
     written instead (with a note), unless the options need a typed prompt."""
-    try:
-        T = typed_positions(model, prompt, positions, generate) if prompt else 0
-    except UserError:
-        T = 0
-    if not T:
+    if not prompt:
         return True  # plan_book says what is wrong, in the order it checks the inputs
+    try:
+        T = typed_positions(model, prompt, positions, generate)
+    except UserError:
+        return True  # the same
     reason = why_the_sheet_cannot_read(model, prompt, T)
     if reason is None:
         return True

@@ -110,7 +110,8 @@ class BookOptions:
 
     def to_meta(self) -> dict[str, int | str]:
         """The options as the metadata sheet holds them (a flag as 0 or 1)."""
-        return {f.name: int(v) if isinstance(v, bool) else v for f in fields(self) for v in [getattr(self, f.name)]}
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: int(v) if isinstance(v, bool) else v for name, v in values.items()}
 
     @classmethod
     def from_meta(cls, meta: dict) -> BookOptions:

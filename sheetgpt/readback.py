@@ -12,9 +12,9 @@ from xml.etree import ElementTree
 import numpy as np
 
 from .a1 import AddressError, parse_range
+from .architectures import lay_out
 from .engines import CellOverride, CellValueError, EvaluatedBook, evaluate
 from .errors import UserError
-from .architectures import lay_out
 from .layout import Block, BookOptions, Layout
 from .load import LoadedModel, describe
 from .model import GPT2Config, GPT2Weights, param_shapes

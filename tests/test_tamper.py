@@ -416,9 +416,7 @@ class Generator:
         return (site, sheet, cell, c[:f.start(2)] + escape(new) + c[f.end(2):],
                 f"{what} in {sheet}!{cell_address(cell.row, cell.col)}", self.book.step_at(sheet, cell.row, cell.col))
 
-    def _array(self, site):
-        """The text of an array formula: its whole block changes, named by its top-left cell."""
-        return self._plain(site)
+    _array = _plain  # an array formula's text: its whole block changes, named by its top-left cell
 
     def _dependent(self, site):
         sheet, cell, si = self.rng.choice(self.sites[site])
