@@ -49,7 +49,7 @@ def main() -> None:
 def probes(tmp: Path) -> None:
     """The figures of a book that writes on: its continuation, its lens, one head off."""
     book = tmp / "writes.xlsx"
-    build("shakespeare", PROMPT, book, progress=False, generate=6)
+    build("shakespeare", PROMPT, book, progress=False, probes={"generate": 6, "lens": 1})
     export_lesson(book, tmp / "writes", progress=False)
     for name, figure in FIGURES.items():
         save(Image.open(tmp / "writes" / "img" / figure), name)

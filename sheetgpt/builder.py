@@ -14,6 +14,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import regex
 
+from . import probes
 from .a1 import box, pin_rows, quote_sheet
 from .architectures import lay_out
 from .errors import UserError
@@ -80,11 +81,7 @@ def plan_book(model: LoadedModel, prompt: str, compact: bool = False, typed_prom
     for name, arr in model.weights.params.items():
         if not np.isfinite(arr).all():
             raise UserError(f"weight {name} holds NaN or infinity, which a spreadsheet cannot store")
-    K = options.generate
-    if K < 0:
-        raise UserError(f"--generate {K}: give 0 or more tokens to generate")
-    if K and not typed_prompt:
-        raise UserError("--generate needs a book with a typed prompt (leave out --fixed)")
+    K = written_after_prompt(options, typed_prompt)
     if not typed_prompt:
         if positions is not None and positions != len(ids):
             raise UserError(f"--positions {positions}: a book with fixed token ids has one position per token of "
@@ -94,6 +91,18 @@ def plan_book(model: LoadedModel, prompt: str, compact: bool = False, typed_prom
     T = typed_positions(model, prompt, positions, K)
     layout = lay_out(cfg, T, options, n_merges=len(model.tokenizer.merge_table()))
     return BookPlan(BuildInputs(model, prompt, ids, controls=controls), layout, compact)
+
+
+def written_after_prompt(options: BookOptions, typed_prompt: bool = True) -> int:
+    """How many tokens the book's probes write after the prompt; one clear error for a
+    count below 0, or a book that writes without a typed prompt."""
+    for probe in probes.options():
+        value = options.probe(probe.name)
+        if value < 0:
+            raise UserError(f"--{probe.name} {value}: give 0 or more")
+        if value and probe.writes and not typed_prompt:
+            raise UserError(f"--{probe.name} needs a book with a typed prompt (leave out --fixed)")
+    return sum(options.probe(p.name) for p in probes.options() if p.writes)
 
 
 def typed_positions(model: LoadedModel, prompt: str, positions: int | None, generate: int) -> int:
@@ -237,7 +246,7 @@ class _SheetWriter:
         next_logits column groups wrong (Err:522); the cells form is for IronCalc."""
         layout, options = self.layout, self.layout.options
         sheet = layout.sheet(where.sheet)
-        return (options.generate > 0 and options.arrays and 1 < where.n_rows <= layout.T * layout.cfg.n_head
+        return (layout.loops and options.arrays and 1 < where.n_rows <= layout.T * layout.cfg.n_head
                 and sheet.stage in FORWARD_STAGES and not is_tokenizer(sheet.owner))
 
     def _put_formula(self, rows: Rows, f: Formula, si: int) -> int:

@@ -12,7 +12,7 @@ import numpy as np
 from .a1 import cell_name
 from .engines import CellOverride, EvaluatedBook
 from .builder import book_cells
-from .compare import StepResult, compare_block, compare_labels, compare_shown, foreign_formulas, shown_alike
+from .compare import Failure, StepResult, compare_block, compare_labels, compare_shown, foreign_formulas, shown_alike
 from .layout import Block
 from .lint import Finding, lint_book, to_json
 from .load import LoadedModel
@@ -26,21 +26,32 @@ DEFAULT_TOL = 1e-9  # relative to the block's largest value: a few ulps of float
 
 @dataclass
 class CheckReport:
-    ok: bool
     steps: list[StepResult]
-    first_failure: dict | None
-    inputs: list[str] = field(default_factory=list)  # --model / --prompt findings
+    failures: list[Failure] = field(default_factory=list)  # everything wrong, the one to fix first first
+    inputs: list[str] = field(default_factory=list)  # what the book was checked against, and how it fared
     lint: list[Finding] = field(default_factory=list)  # portability problems
     errors: list[dict] = field(default_factory=list)  # error values anywhere (first per sheet)
     shown: list[StepResult] = field(default_factory=list)  # other formula cells against what they must show
     labels: list[StepResult] = field(default_factory=list)  # constants against what the builder writes, by sheet
     foreign: list[dict] = field(default_factory=list)  # formulas the builder did not write (first per sheet)
 
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def first_failure(self) -> dict | None:
+        return self.failures[0].where if self.failures else None
+
     def to_json(self) -> dict:
         return {"ok": self.ok, "steps": [asdict(s) for s in self.steps],
-                "first_failure": self.first_failure, "inputs": self.inputs, "lint": to_json(self.lint),
+                "first_failure": self.first_failure, "failures": [f.to_json() for f in self.failures],
+                "inputs": self.inputs, "lint": to_json(self.lint),
                 "errors": self.errors, "shown": [asdict(t) for t in self.shown],
                 "labels": [asdict(t) for t in self.labels if not t.ok], "foreign": self.foreign}
+
+
+Found = tuple[str, "Failure | None"]  # what a comparison of the book's inputs says, and what is wrong
 
 
 def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: str | None = None,
@@ -53,58 +64,67 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
     first. `values`: the book already evaluated, with the prompt and overrides in place.
     `tokenizer`: the Python tokenizer the prompt's ids must agree with (default: the
     model's, else GPT-2's or the book's own; see book_tokenizer)."""
-    overrides = list(overrides)
     if prompt is not None and values is None and "prompt" in read_defined_names(Path(path))[1]:
-        overrides.append(prompt_cell(path, prompt))
+        overrides = [*overrides, prompt_cell(path, prompt)]
     book = load_book(path, engine, progress, overrides, values, lenient=True)
-    inputs: list[str] = [f"as if {o.sheet}!{cell_name(o.row, o.col)} held {o.shown}" for o in overrides]
+    inputs = [f"as if {o.sheet}!{cell_name(o.row, o.col)} held {o.shown}" for o in overrides]
     inputs += [f"{engine} engine: {p}; the cells show #VALUE!" for p in book.values.problems]
-    first: dict | None = None
-    typed = book.layout.typed_prompt
-    if model is not None:
-        for compare in (_compare_weights, _compare_vocabulary) + ((_compare_merges,) if typed else ()):
-            msg, where = compare(book, model)
-            inputs.append(msg)
-            first = first or where
-    if typed:
-        status = book.values.value(*_cell_of(book.layout.blocks["prompt_status"]))
-        inputs.append(f"the prompt cell's tokenizer says: {status}")
-    text = prompt if prompt is not None else (book.prompt or "") if typed else None
-    prompt_failure = None  # in a typed book the tokenizer's own steps, compared below, come first
-    if text is not None:  # the sheet's ids must be the Python tokenizer's for its text
-        msg, prompt_failure = _compare_prompt(book, text, tokenizer or (model.tokenizer if model is not None else None))
-        inputs.append(msg)
-        if not typed:
-            first = first or prompt_failure
-    given = book.given()
-    if temperature_status(given) != TEMPERATURE_OK:
-        blk = book.layout.blocks["temperature"]
-        inputs.append(f"{blk.sheet}!{blk.cell(0, 0)}: {TEMPERATURE_BAD}")
-        first = first or {"step": "temperature", "sheet": blk.sheet, "cell": blk.cell(0, 0)}
-    ref = forward(book.weights, book.ids, layout=book.layout, given=given)
-    if not book.layout.typed_prompt:
-        ref[book.layout.blocks["tokens"].name] = np.array(book.ids, dtype=np.float64)[:, None]
-    cells = book_cells(book.layout, book.inputs())
+    found, late = _compare_inputs(book, model, prompt, tokenizer)
+    ref, cells = _reference(book), book_cells(book.layout, book.inputs())
     steps = [compare_block(book.values, book.layout.blocks[name], ref[name], tol) for name in book.layout.steps]
     shown = compare_shown(book.values, cells, ref, book.token_text, tol)
     labels = compare_labels(book.values, cells, tol)
-    for result in steps + shown + labels:
-        if not result.ok and first is None:
-            first = {"step": result.name, "sheet": result.sheet, "cell": result.cell}
-    first = first or prompt_failure
-    foreign = foreign_formulas(book.values, cells)
-    if foreign and first is None:  # nothing says what such a cell must show
-        first = {"step": "foreign", "sheet": foreign[0]["sheet"], "cell": foreign[0]["cell"]}
-    # the Guide only mirrors other cells: an error there comes from one elsewhere, named first
+    foreign, errors, findings = _beyond_the_blocks(book, cells)
+    failures = ([f for _, f in found] + [r.failure("step") for r in steps] + [r.failure("shown") for r in shown]
+                + [r.failure("labels") for r in labels] + late
+                + [Failure("foreign", "foreign", e["sheet"], e["cell"], "=" + e["formula"]) for e in foreign]
+                + [Failure("error", "errors", e["sheet"], e["cell"], str(e["value"])) for e in errors]
+                + [Failure("lint", "lint", f.sheet, f.cell, f.message) for f in findings])
+    return CheckReport(steps, [f for f in failures if f], inputs + [msg for msg, _ in found], findings, errors,
+                       shown, labels, foreign)
+
+
+def _reference(book: BookContents) -> dict[str, np.ndarray]:
+    """The NumPy forward pass of the book's weights and inputs (a book of fixed ids: its ids
+    are its inputs, not a step)."""
+    ref = forward(book.weights, book.ids, layout=book.layout, given=book.given())
+    if not book.layout.typed_prompt:
+        ref[book.layout.blocks["tokens"].name] = np.array(book.ids, dtype=np.float64)[:, None]
+    return ref
+
+
+def _beyond_the_blocks(book: BookContents, cells: dict) -> tuple[list[dict], list[dict], list[Finding]]:
+    """Formulas the builder did not write (nothing says what they must show), error values
+    (the Guide only mirrors other cells: an error there comes from one elsewhere, named
+    first) and what computes right here but may not in Excel or LibreOffice."""
     order = sorted(book.values.sheet_names(), key=lambda name: name == book.layout.sheets[0].name)
-    errors = cell_errors(book.values, order)
-    if errors and first is None:
-        first = {"step": "errors", "sheet": errors[0]["sheet"], "cell": errors[0]["cell"]}
-    findings = lint_book(book.values)
-    if findings and first is None:  # computes right here, but may not in Excel or LibreOffice
-        first = {"step": "lint", "sheet": findings[0].sheet, "cell": findings[0].cell}
-    return CheckReport(ok=first is None, steps=steps, first_failure=first, inputs=inputs, lint=findings,
-                       errors=errors, shown=shown, labels=labels, foreign=foreign)
+    return foreign_formulas(book.values, cells), cell_errors(book.values, order), lint_book(book.values)
+
+
+def _compare_inputs(book: BookContents, model: LoadedModel | None, prompt: str | None,
+                    tokenizer: Tokenizer | None) -> tuple[list[Found], list[Failure]]:
+    """What the book was built from against the model and the prompt, and its temperature;
+    second, what must be named only after the cells (a typed book's prompt ids: its
+    tokenizer's steps, compared with the cells, come first)."""
+    typed = book.layout.typed_prompt
+    found: list[Found] = []
+    if model is not None:
+        found += [compare(book, model) for compare in (_compare_weights, _compare_vocabulary)
+                  + ((_compare_merges,) if typed else ())]
+    if typed:
+        status = book.values.value(*_cell_of(book.layout.blocks["prompt_status"]))
+        found.append((f"the prompt cell's tokenizer says: {status}", None))
+    text = prompt if prompt is not None else (book.prompt or "") if typed else None
+    late: list[Failure] = []
+    if text is not None:  # the sheet's ids must be the Python tokenizer's for its text
+        msg, failure = _compare_prompt(book, text, tokenizer or (model.tokenizer if model is not None else None))
+        found.append((msg, None if typed else failure))
+        late += [failure] if typed and failure else []
+    blk = book.layout.blocks["temperature"]
+    if temperature_status(book.given()[blk.name][0, 0]) != TEMPERATURE_OK:
+        found.append((f"{blk.sheet}!{blk.cell(0, 0)}: {TEMPERATURE_BAD}",
+                      Failure("input", "temperature", blk.sheet, blk.cell(0, 0), TEMPERATURE_BAD)))
+    return found, late
 
 
 def cell_errors(values: EvaluatedBook, sheets: list[str]) -> list[dict]:
@@ -118,11 +138,11 @@ def cell_errors(values: EvaluatedBook, sheets: list[str]) -> list[dict]:
     return found
 
 
-def _compare_weights(book: BookContents, model: LoadedModel) -> tuple[str, dict | None]:
+def _compare_weights(book: BookContents, model: LoadedModel) -> Found:
     """The workbook's weights must read back as exactly the model's float32 values."""
     if model.weights.config != book.weights.config:
-        return (f"model {model.name} has config {model.weights.config}, the workbook "
-                f"{book.weights.config}", {"step": "weights", "sheet": None, "cell": None})
+        return _wrong(f"model {model.name} has config {model.weights.config}, the workbook {book.weights.config}",
+                      "weights", None, None)
     for param, expected in model.weights.params.items():
         got = book.weights[param].astype(np.float32)
         differs = got != expected.astype(np.float32)
@@ -130,46 +150,45 @@ def _compare_weights(book: BookContents, model: LoadedModel) -> tuple[str, dict 
             blk = book.layout.weight(param)
             i, j = np.argwhere(differs.reshape(blk.shape))[0]
             cell = blk.cell(int(i), int(j))
-            return (f"weight {param} differs from model {model.name} at {blk.sheet}!{cell}: "
-                    f"{float(got.reshape(blk.shape)[i, j]):.9g} instead of "
-                    f"{float(expected.reshape(blk.shape)[i, j]):.9g}",
-                    {"step": "weights", "sheet": blk.sheet, "cell": cell})
+            return _wrong(f"weight {param} differs from model {model.name} at {blk.sheet}!{cell}: "
+                          f"{float(got.reshape(blk.shape)[i, j]):.9g} instead of "
+                          f"{float(expected.reshape(blk.shape)[i, j]):.9g}", "weights", blk.sheet, cell)
     return f"weights are exactly those of model {model.name}", None
 
 
-def _compare_vocabulary(book: BookContents, model: LoadedModel) -> tuple[str, dict | None]:
+def _compare_vocabulary(book: BookContents, model: LoadedModel) -> Found:
     """The vocabulary sheet, which every text lookup reads, must be the model's tokenizer's."""
     blk, tok = book.layout.blocks["vocab_text"], model.tokenizer
     if book.layout.cfg.vocab_size != model.weights.config.vocab_size:
-        return "the vocabularies differ in size", {"step": "vocab", "sheet": blk.sheet, "cell": None}
+        return _wrong("the vocabularies differ in size", "vocab", blk.sheet, None)
     for i in range(blk.n_rows):
         for j, (got, want) in enumerate(((book.token_text(i), tok.token_text(i)),
                                          (book.token_string(i), tok.token_string(i)))):
             if not shown_alike(got, want):
                 cell = blk.cell(i, j)
-                return (f"vocabulary entry {i} at {blk.sheet}!{cell} is {got!r}, model {model.name} has {want!r}",
-                        {"step": "vocab", "sheet": blk.sheet, "cell": cell})
+                return _wrong(f"vocabulary entry {i} at {blk.sheet}!{cell} is {got!r}, model {model.name} has "
+                              f"{want!r}", "vocab", blk.sheet, cell)
     return f"the vocabulary is exactly model {model.name}'s ({blk.n_rows:,} tokens)", None
 
 
-def _compare_merges(book: BookContents, model: LoadedModel) -> tuple[str, dict | None]:
+def _compare_merges(book: BookContents, model: LoadedModel) -> Found:
     """A typed-prompt book's tokenizer tables must be the model's tokenizer's."""
     blk, tok = book.layout.blocks["merge_keys"], model.tokenizer
     ours, theirs = book.merge_table(), tok.merge_table()
     if ours != theirs:
         k = next((k for k, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
-        return (f"the merge of rank {k} is {ours[k] if k < len(ours) else None} in the workbook, "
-                f"{theirs[k] if k < len(theirs) else None} in model {model.name} (left, right, merged id, rank)",
-                {"step": "merges", "sheet": blk.sheet, "cell": None})
+        return _wrong(f"the merge of rank {k} is {ours[k] if k < len(ours) else None} in the workbook, "
+                      f"{theirs[k] if k < len(theirs) else None} in model {model.name} (left, right, merged id, rank)",
+                      "merges", blk.sheet, None)
     bytes_blk = book.layout.blocks["byte_ids"]
     for b in range(bytes_blk.n_rows):
         if book.byte_id(b) != tok.byte_id(b):
-            return (f"byte {b}'s token is {book.byte_id(b)} in the workbook, {tok.byte_id(b)} in model {model.name}",
-                    {"step": "merges", "sheet": bytes_blk.sheet, "cell": bytes_blk.cell(b, 0)})
+            return _wrong(f"byte {b}'s token is {book.byte_id(b)} in the workbook, {tok.byte_id(b)} in model "
+                          f"{model.name}", "merges", bytes_blk.sheet, bytes_blk.cell(b, 0))
     return f"the merge table is exactly model {model.name}'s ({len(theirs):,} merges)", None
 
 
-def _compare_prompt(book: BookContents, prompt: str, tokenizer) -> tuple[str, dict | None]:
+def _compare_prompt(book: BookContents, prompt: str, tokenizer) -> Found:
     """The ids the book computes (a typed prompt: its tokenizer's) against the Python
     tokenizer's for `prompt` (the model's; else the book's own vocabulary and merges)."""
     tokenizer = tokenizer or book_tokenizer(book)
@@ -185,10 +204,14 @@ def _compare_prompt(book: BookContents, prompt: str, tokenizer) -> tuple[str, di
         b = want[t] if t < len(want) else None
         if a != b:
             cell = blk.cell(t, 0) if t < blk.n_rows else None
-            return (f"token {t} is {a} in the workbook but {b} for the prompt {prompt!r} "
-                    f"({len(got)} vs {len(want)} tokens)",
-                    {"step": blk.name, "sheet": blk.sheet, "cell": cell})
+            return _wrong(f"token {t} is {a} in the workbook but {b} for the prompt {prompt!r} "
+                          f"({len(got)} vs {len(want)} tokens)", blk.name, blk.sheet, cell)
     return f"token ids are exactly those of the prompt ({len(want)} tokens)", None
+
+
+def _wrong(message: str, step: str, sheet: str | None, cell: str | None) -> Found:
+    """An input of the book that is not what it must be: the message, and the failure."""
+    return message, Failure("input", step, sheet, cell, message)
 
 
 def _whole(book: BookContents, blk: Block) -> list[int | None]:

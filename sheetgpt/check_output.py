@@ -10,7 +10,19 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from .check import CheckReport
-from .compare import StepResult
+from .compare import Failure, StepResult
+
+# how a failure of each kind reads, on one line (an input's failure is its own message, among the inputs)
+LINES = {
+    "step": lambda f: f"{f.step} (sheet {f.sheet!r}) DIFFERS at {f.cell}: {f.detail}",
+    "shown": lambda f: LINES["step"](f),
+    "labels": lambda f: LINES["step"](f),
+    "error": lambda f: f"error value: {f.sheet}!{f.cell} holds {f.detail}",
+    "foreign": lambda f: f"foreign formula: {f.sheet}!{f.cell} holds {f.detail}, which sheetgpt never writes there",
+    "lint": lambda f: f"portability: {f.sheet}!{f.cell}: {f.detail}" if f.sheet else f"portability: {f.detail}",
+}
+# the failures beyond the blocks, by what JUnit and the verdict call them
+BOOK_KINDS = {"error": "error values", "foreign": "foreign formulas", "lint": "portability"}
 
 
 def summary(report: CheckReport, tol: float) -> list[str]:
@@ -26,18 +38,14 @@ def summary(report: CheckReport, tol: float) -> list[str]:
 
 
 def failures(report: CheckReport) -> list[str]:
-    """One line per thing that is wrong, each naming its cell."""
-    out = [_differs(s) for s in report.steps + report.shown + report.labels if not s.ok]
-    return out + [line for lines in _book_findings(report).values() for line in lines]
+    """One line per thing that is wrong in the book's cells, each naming its cell (what is
+    wrong with its inputs is said among them)."""
+    order = {kind: k for k, kind in enumerate(LINES)}  # the cells' failures, then beyond them
+    return [line(f) for f in sorted((f for f in report.failures if f.kind in LINES), key=lambda f: order[f.kind])]
 
 
-def _book_findings(report: CheckReport) -> dict[str, list[str]]:
-    """What is wrong beyond the blocks, by kind."""
-    return {"error values": [f"error value: {e['sheet']}!{e['cell']} holds {e['value']}" for e in report.errors],
-            "foreign formulas": [f"foreign formula: {e['sheet']}!{e['cell']} holds ={e['formula']}, which sheetgpt "
-                                 f"never writes there" for e in report.foreign],
-            "portability": [f"portability: {f.sheet}!{f.cell}: {f.message}" if f.sheet else
-                            f"portability: {f.message}" for f in report.lint]}
+def line(failure: Failure) -> str:
+    return LINES[failure.kind](failure)
 
 
 def table(report: CheckReport) -> list[str]:
@@ -54,10 +62,11 @@ def table(report: CheckReport) -> list[str]:
 def junit(report: CheckReport, tol: float, book: Path) -> bytes:
     """One test case per step, per other formula block, per sheet's labels, and one each for
     error values, foreign formulas and portability; a failure says where."""
-    cases = [_case("steps", s.name, None if s.ok else _differs(s)) for s in report.steps]
-    cases += [_case("shown", s.name, None if s.ok else _differs(s)) for s in report.shown]
-    cases += [_case("labels", s.sheet, None if s.ok else _differs(s)) for s in report.labels]
-    cases += [_case("book", kind, "\n".join(lines) or None) for kind, lines in _book_findings(report).items()]
+    cases = [_case("steps", s.name, _differs(s, "step")) for s in report.steps]
+    cases += [_case("shown", s.name, _differs(s, "shown")) for s in report.shown]
+    cases += [_case("labels", s.sheet, _differs(s, "labels")) for s in report.labels]
+    cases += [_case("book", name, "\n".join(line(f) for f in report.failures if f.kind == kind) or None)
+              for kind, name in BOOK_KINDS.items()]
     n_failed = sum(1 for _, failed in cases if failed)
     name = quoteattr(f"sheetgpt check {book}")
     head = (f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n<testsuite name={name}'
@@ -85,8 +94,9 @@ def _case(group: str, name: str, failure: str | None) -> tuple[str, bool]:
             failure is not None)
 
 
-def _differs(s: StepResult) -> str:
-    return f"{s.name} (sheet {s.sheet!r}) DIFFERS at {s.cell}: {s.detail} (max relative error {s.max_rel_err:.3g})"
+def _differs(s: StepResult, kind: str) -> str | None:
+    failure = s.failure(kind)
+    return None if failure is None else line(failure)
 
 
 def _text(s: str) -> str:
@@ -111,12 +121,12 @@ def _worst(steps: list[StepResult]) -> StepResult | None:
 def _verdict(report: CheckReport, tol: float) -> str:
     if report.ok:
         return "PASS (--verbose: every step)"
-    f = report.first_failure
-    if f["step"] == "errors":
-        return f"FAIL: every step agrees, but sheet {f['sheet']!r} cell {f['cell']} holds an error value"
-    if f["step"] == "foreign":
-        return f"FAIL: sheet {f['sheet']!r} cell {f['cell']} holds a formula sheetgpt did not write"
-    if f["step"] == "lint":
+    f = report.failures[0]
+    if f.kind == "error":
+        return f"FAIL: every step agrees, but sheet {f.sheet!r} cell {f.cell} holds an error value"
+    if f.kind == "foreign":
+        return f"FAIL: sheet {f.sheet!r} cell {f.cell} holds a formula sheetgpt did not write"
+    if f.kind == "lint":
         return (f"FAIL: every step agrees, but {len(report.lint)} constructs may compute differently in Excel or "
-                f"LibreOffice (first: sheet {f['sheet']!r}, cell {f['cell']})")
-    return f"FAIL: first difference in step {f['step']}, sheet {f['sheet']!r}, cell {f['cell']}"
+                f"LibreOffice (first: sheet {f.sheet!r}, cell {f.cell})")
+    return f"FAIL: first difference in step {f.step}, sheet {f.sheet!r}, cell {f.cell}"

@@ -15,6 +15,7 @@ from .errors import UserError
 from .layout import FORMS
 
 from .load import DEFAULT_MODEL
+from .probes import PROBES
 MODEL_HELP = ("shakespeare (default: bundled, offline, a small GPT-2 trained on Shakespeare), tiny (bundled, "
               "random weights, for the mechanics), gpt2 (GPT-2 small from the Hugging Face Hub, cached), "
               "small-random (GPT-2 small shapes, random weights), or a directory with "
@@ -96,12 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--compact", action="store_true",
                    help="omit the optional cell addresses (r=) where cells follow on: about 30%% smaller; "
                         "Excel, LibreOffice and sheetgpt read such files, Gnumeric and IronCalc do not")
-    b.add_argument("--generate", "-g", type=int, default=0, metavar="K",
-                   help="the book writes K tokens after the prompt, each its own greedy choice (default 0); "
-                        "each costs one more position and one unembedding")
-    b.add_argument("--lens", action=argparse.BooleanOptionalAction, default=True,
-                   help="the logit lens: each layer's prediction for the last position (default: on; it costs one "
-                        "unembedding per layer, 1.2M cells on GPT-2 small; --no-lens leaves it out)")
+    _probe_options(b)
     b.add_argument("--form", choices=FORMS, default="arrays",
                    help="how the book writes its matrix products (linear layers, unembedding, lens): arrays "
                         "(default: one array formula each, which LibreOffice computes several times faster; Excel, "
@@ -205,6 +201,18 @@ def _progress(args) -> bool | None:
     return False if args.quiet or getattr(args, "json", False) and not sys.stderr.isatty() else None
 
 
+def _probe_options(b: argparse.ArgumentParser) -> None:
+    """One option per probe (sheetgpt.probes): a number (--generate K) or a switch (--lens / --no-lens)."""
+    for p in PROBES.values():
+        if not p.option:
+            continue
+        flags = [f"--{p.name}"] + ([f"-{p.short}"] if p.short else [])
+        if p.count:
+            b.add_argument(*flags, type=int, default=p.default, metavar="K", help=f"{p.help} (default {p.default})")
+        else:
+            b.add_argument(*flags, action=argparse.BooleanOptionalAction, default=bool(p.default), help=p.help)
+
+
 # -- commands ---------------------------------------------------------------------
 def _build(args) -> int:
     from .jobs import Steering, build
@@ -214,7 +222,8 @@ def _build(args) -> int:
                         args.steer_coef)
     built = build(args.model, args.prompt, args.output, progress=False if args.quiet else None,
                   compact=args.compact, typed_prompt=not args.fixed, positions=args.positions,
-                  generate=args.generate, lens=args.lens, steering=steering, form=args.form)
+                  probes={p.name: getattr(args, p.name) for p in PROBES.values() if p.option},
+                  steering=steering, form=args.form)
     result = built.result
     where = (f" in {result.positions} positions (type any prompt into {GUIDE_SHEET}!B{PROMPT_ROW})"
              if result.typed_prompt else "")

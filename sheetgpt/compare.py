@@ -15,6 +15,29 @@ from .layout import Block
 from .steps.base import FORMULAS, Cells, Constants, Values, Vocab
 
 
+KINDS = ("input", "step", "shown", "labels", "foreign", "error", "lint")  # what a Failure can be
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One thing check found wrong: what kind of thing (KINDS), the step or part it belongs
+    to, its cell (None: the part as a whole) and what is wrong there."""
+
+    kind: str
+    step: str
+    sheet: str | None
+    cell: str | None
+    detail: str = ""
+
+    @property
+    def where(self) -> dict:
+        """The place, as check --json's first_failure gives it."""
+        return {"step": self.step, "sheet": self.sheet, "cell": self.cell}
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, **self.where, "detail": self.detail}
+
+
 @dataclass
 class StepResult:
     name: str
@@ -24,6 +47,13 @@ class StepResult:
     ok: bool
     cell: str | None = None  # first cell over tolerance
     detail: str | None = None
+
+    def failure(self, kind: str) -> Failure | None:
+        """What is wrong with it, if anything (kind: step, shown or labels)."""
+        if self.ok:
+            return None
+        return Failure(kind, self.name, self.sheet, self.cell,
+                       f"{self.detail} (max relative error {self.max_rel_err:.3g})")
 
 
 def compare_block(values: EvaluatedBook, blk: Block, ref: np.ndarray, tol: float) -> StepResult:
@@ -135,7 +165,7 @@ def _differing_constants(values: EvaluatedBook, constants: Iterable[Constants], 
 
 def foreign_formulas(values: EvaluatedBook, cells: dict[str, list[Cells]]) -> list[dict]:
     """The first formula cell on each sheet that the builder did not write (so nothing says
-    what it must show), row by row."""
+    what it must show), row by row: sheet, cell and formula."""
     found = []
     for sheet in values.sheet_names():
         if not values.formulas(sheet):  # most sheets of a big book: weights

@@ -19,15 +19,13 @@ from markupsafe import Markup
 
 from . import __version__, figures
 from .errors import UserError
-from .lesson import Figure, Page, PageReader, fmt, page_filename, stacked_heads, visible
+from .lesson import BARS, IMG_DIR, Figure, Page, PageReader, fmt, page_filename, stacked_heads, visible
+from .probes import PROBES
 from .progress import Progress
 from .readback import BookContents, load_book
-from .reference import forward
-from .steps.prediction import softmax, top_k
+from .steps.prediction import top_k
 
 GENERATOR = "sheetgpt lesson"  # in every page's <meta name="generator">: marks a directory as ours
-IMG_DIR = "img"
-BARS = 10  # bars in the prediction chart
 
 
 def templates_dir() -> Path:
@@ -48,13 +46,12 @@ def export_lesson(book: str | Path, out_dir: str | Path, progress: bool | None =
     contents = load_book(book, progress=progress)
     pages = PageReader(contents).pages()
     facts = _facts(contents, book, out)
-    cfg = contents.layout.cfg
     env = _environment()
     for page in pages:  # the component's words, with this book's sizes
         c = page.component
         page.explain = Markup(env.from_string(c.lesson).render(m=facts, layer=c.layer, c=c)) if c.lesson else ""
-    n_figures = cfg.n_layer * cfg.n_head + 3 + int(contents.layout.typed_prompt)  # see FIGURES: PCA twice
-    with Progress(total=len(pages) + n_figures + 1, desc="writing lesson",
+    drawn = sum(page.kind in figure_makers() for page in pages)
+    with Progress(total=len(pages) + drawn + 1, desc="writing lesson",
                   enabled=progress, unit="file") as bar:
         make_dir(out / IMG_DIR)
         _draw_figures(contents, pages, facts, out, bar)
@@ -95,7 +92,7 @@ def _facts(book: BookContents, book_path: Path, out: Path) -> dict:
         "prompt": str(meta.get("prompt", "")), "tokens": tokens, "top": top,
         "book_name": book_path.name, "book_href": book_href, "version": __version__, "generator": GENERATOR,
         "T": L.T, "D": cfg.n_embd, "H": cfg.n_head, "dh": cfg.head_dim, "V": cfg.vocab_size,
-        "n_layer": cfg.n_layer, "n_ctx": cfg.n_ctx, "generate": L.options.generate, "eps": f"{cfg.layer_norm_epsilon:g}",
+        "n_layer": cfg.n_layer, "n_ctx": cfg.n_ctx, "eps": f"{cfg.layer_norm_epsilon:g}",
         "n_params": sum(int(np.prod(a.shape)) for a in book.weights.params.values()),
         "last_token": tokens[-1][2], "pca_src": f"{IMG_DIR}/embed-pca.png",
         "top_src": f"{IMG_DIR}/prediction-top.png",
@@ -117,9 +114,10 @@ def _draw_figures(book: BookContents, pages: list[Page], facts: dict, out: Path,
     """The pictures of the steps that have some (by the kind of page their component makes)."""
     by_sheet = {p.sheet: p for p in pages}
     for page in pages:
-        draw = FIGURES.get(page.kind)
-        for sheet, figure in draw(book, page.component, facts, out) if draw else ():
-            by_sheet[sheet].figures.append(figure)
+        draw = figure_makers().get(page.kind)
+        if draw:
+            for sheet, figure in draw(book, page.component, facts, out):
+                by_sheet[sheet].figures.append(figure)
             bar.update(1)
 
 
@@ -176,70 +174,15 @@ def _merge_rounds(book: BookContents, step, facts: dict, out: Path) -> list[tupl
                                         else "")))]
 
 
-def _generation_steps(book: BookContents, step, facts: dict, out: Path) -> list[tuple[str, Figure]]:
-    """The continuation, position by position: the favourite among the top candidates."""
-    generated, logits = book[step.generated.name][:, 0], book[step.logits.name]
-    start = int(book[step.start.name][0, 0])
-    steps = []
-    for g, i in enumerate(generated):
-        if np.isnan(i):
-            break
-        probs = softmax(logits[:, start + g - 1])
-        steps.append((visible(book.token_text(int(i))),
-                      [(visible(book.token_text(int(j))), float(probs[j])) for j in top_k(probs, BARS)]))
-    if not steps:
-        return []
-    src = f"{IMG_DIR}/generate-steps.png"
-    prompt = book.prompt or ""
-    figures.generation_steps(steps, visible(prompt), out / src)
-    return [(step.sheet.name, Figure(src, "The generated tokens, position by position",
-                                     f"After “{visible(prompt)}”: each panel is one generated position, "
-                                     f"its top {BARS} candidates after the position before it (softmax of that "
-                                     "column of next_logits); the favourite, in orange, is what the book writes."))]
-
-
-def _lens_layers(book: BookContents, step, facts: dict, out: Path) -> list[tuple[str, Figure]]:
-    tops = [visible(book.token_text(int(i))) for i in book[step.top_ids.name][:, 0]]
-    probs = [float(p) for p in book[step.top_probs.name][:, 0]]
-    ranks = [int(r) for r in book[step.ranks.name][:, 0]]
-    final = visible(book.token_text(int(book[step.final_top.name][0, 0])))
-    src = f"{IMG_DIR}/lens-layers.png"
-    figures.lens_layers(tops, probs, ranks, final, out / src)
-    return [(step.sheet.name, Figure(src, "The logit lens: top token and probability after each layer",
-                                     "Each bar: the token the model would predict if it stopped after that layer, "
-                                     "and its probability; orange where it is already the final prediction."))]
-
-
-def _intervention(book: BookContents, step, facts: dict, out: Path) -> list[tuple[str, Figure]]:
-    """Switch each head of the last layer off in turn (in the reference, which check proves
-    equal to the book's formulas) and show the one that moves the prediction most."""
-    layer, before = book.layout.cfg.n_layer - 1, book["next_probs"][:, 0]
-    best = None
-    for head in range(book.layout.cfg.n_head):
-        given = book.given()
-        given["head_switches"] = given["head_switches"].copy()
-        given["head_switches"][layer, head] = 0.0
-        after = forward(book.weights, book.ids, layout=book.layout, given=given)["next_probs"][:, 0]
-        change = float(np.abs(after - before).sum())
-        if best is None or change > best[0]:
-            best = (change, head, after)
-    _, head, after = best
-    top = top_k(before, BARS)
-    src = f"{IMG_DIR}/controls-before-after.png"
-    what = f"head {head} of layer {layer} switched off"
-    figures.before_after([visible(book.token_text(int(i))) for i in top], [float(before[i]) for i in top],
-                         [float(after[i]) for i in top], what, out / src)
-    return [(step.sheet.name, Figure(src, f"The prediction before and after switching off head {head} of layer "
-                                          f"{layer}", f"Type 0 into head_switches for layer {layer}, head {head}: "
-                                          f"the top {BARS} tokens' probabilities move like this (of the last "
-                                          "layer's heads, the one that moves them most)."))]
-
-
 MAX_WORDS_DRAWN = 8
-# the pictures a kind of page gets (Component.kind)
+# the pictures a kind of page gets (Component.kind); the probes' own come with them
 FIGURES = {"embed": _embedding_map, "probs": _attention_maps, "prediction": _prediction_bars,
-           "tok_bpe": _merge_rounds, "generate": _generation_steps, "lens": _lens_layers,
-           "controls": _intervention}
+           "tok_bpe": _merge_rounds}
+
+
+def figure_makers() -> dict:
+    """What draws the pictures of each kind of page: the steps' and the probes'."""
+    return FIGURES | {kind: draw for probe in PROBES.values() for kind, draw in probe.figures.items()}
 
 
 # -- files ----------------------------------------------------------------------------------

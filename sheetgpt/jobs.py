@@ -6,15 +6,16 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from .builder import BuildResult, plan_book, typed_positions, why_the_sheet_cannot_read, write_book
+from .builder import BuildResult, plan_book, typed_positions, why_the_sheet_cannot_read, write_book, written_after_prompt
 from .engines import CellOverride
 from .errors import UserError
 from .layout import BookOptions
 from .load import DEFAULT_MODEL, LoadedModel, load_model
+from .probes import PROBES
 from .readback import load_book
 from .steering import read_vector, steering_vector
 from .steps.prediction import top_k
@@ -57,20 +58,20 @@ class Steering:
 
 
 def build(model_spec: str, prompt: str, out: Path | None = None, progress: bool | None = None,
-          compact: bool = False, typed_prompt: bool = True, positions: int | None = None, generate: int = 0,
-          lens: bool = True, steering: Steering = Steering(), form: str = "arrays") -> Built:
+          compact: bool = False, typed_prompt: bool = True, positions: int | None = None,
+          probes: Mapping[str, int] | None = None, steering: Steering = Steering(), form: str = "arrays") -> Built:
     """Load the model, tokenize and lay out once, then write the workbook atomically.
 
     typed_prompt: the prompt is a cell the sheet tokenizes; a prompt the sheet cannot read
     (beyond ASCII, a word too long) gets a book of fixed token ids instead, with a notice
-    (with generation, an error). generate: tokens the book writes after the prompt; lens:
-    the logit lens (on by default: on GPT-2 small it keeps check at 44 s and LibreOffice's
+    (with generation, an error). probes: each probe's value (sheetgpt.probes; None: their
+    defaults, the logit lens on: on GPT-2 small it keeps check at 44 s and LibreOffice's
     recalculation as it was, see BENCHMARKS.md); form: "arrays" (matrix products as array
     formulas) or "cells" (for IronCalc)."""
     model = load_model(model_spec)
-    options = BookOptions(generate, lens, form)
+    options = BookOptions(form, probes=probe_defaults() if probes is None else probes)
     controls = steering.controls(model)
-    typed = typed_prompt and _sheet_reads(model, prompt, positions, generate)
+    typed = typed_prompt and _sheet_reads(model, prompt, positions, options)
     plan = plan_book(model, prompt, compact=compact, typed_prompt=typed, positions=positions,
                      options=options, controls=controls)
     out = out or Path("out") / f"sheetgpt-{_slug(model.name)}.xlsx"
@@ -89,12 +90,18 @@ def build(model_spec: str, prompt: str, out: Path | None = None, progress: bool 
     return Built(result, model, out.stat().st_size)
 
 
-def _sheet_reads(model: LoadedModel, prompt: str, positions: int | None, generate: int) -> bool:
+def probe_defaults() -> dict[str, int]:
+    """Each probe's value when the command line does not say."""
+    return {p.name: p.default for p in PROBES.values() if p.option}
+
+
+def _sheet_reads(model: LoadedModel, prompt: str, positions: int | None, options: BookOptions) -> bool:
     """Whether the book's formulas can tokenize the prompt; if not, a book of fixed ids is
     written instead (with a note), unless the options need a typed prompt."""
     if not prompt:
         return True  # plan_book says what is wrong, in the order it checks the inputs
     try:
+        generate = written_after_prompt(options)
         T = typed_positions(model, prompt, positions, generate)
     except UserError:
         return True  # the same
@@ -128,9 +135,8 @@ def evaluate_top(book: Path, k: int, engine: str = "fast", progress: bool | None
     logits = contents.numbers(contents.layout.blocks["logits"], "logit")[:, 0]
     probs = contents.numbers(contents.layout.blocks["next_probs"], "probability")[:, 0]  # at the book's temperature
     top = [Ranked(int(i), contents.token_text(int(i)), float(probs[i]), float(logits[i])) for i in top_k(logits, k)]
-    written = None
-    if contents.layout.options.generate:
-        written = "".join(contents.token_text(int(i)) for i in contents["generated"][:, 0] if not np.isnan(i))
+    writers = [p for p in PROBES.values() if p.written and contents.layout.options.probe(p.name)]
+    written = "".join(contents.token_text(i) for p in writers for i in p.written(contents)) if writers else None
     return top, logits, f"model {contents.model_name}: {contents.model_about}", written
 
 

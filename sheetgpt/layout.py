@@ -10,7 +10,7 @@ Named blocks are workbook-level defined names; steps are what `check` compares.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence, TypeVar
 
 from .a1 import box, cell_name, quote_sheet
 from .model import GPT2Config
@@ -18,6 +18,7 @@ from .model import GPT2Config
 if TYPE_CHECKING:
     from .steps.base import Component
 
+C = TypeVar("C")
 FIRST_ROW = 3  # rows 1-2: title and column labels
 FIRST_COL = 2  # column A: row labels
 # Sheets are ordered by group, then by declaration: the forward pass reads the vocabulary and
@@ -92,37 +93,43 @@ FORMS = ("arrays", "cells")  # how a book writes its matrix products (see BookOp
 
 @dataclass(frozen=True)
 class BookOptions:
-    """What a book holds beyond the forward pass: generated positions and the logit lens,
-    and the form of its matrix products."""
+    """What a book holds beyond the forward pass (its probes: generation, the logit lens,
+    see sheetgpt.probes) and the form of its matrix products."""
 
-    generate: int = 0  # positions after the prompt that take the book's own greedy choice
-    lens: bool = False  # the logit lens: every layer's output through ln_f and the unembedding
     # arrays: each matrix product (linear layers, unembedding, lens) is one array formula, which
     # LibreOffice computes several times faster; cells: one formula per cell, for programs
     # that compute array formulas wrong (IronCalc). A book that does not say is of the cells
     # form: it was written before there were two.
     form: str = field(default="arrays", metadata={"unsaid": "cells"})
     architecture: str = "gpt2"  # the name its components are composed by (sheetgpt.architectures)
+    # the probes it holds: name -> value (given as a mapping; kept as sorted pairs, the off ones left out)
+    probes: Mapping[str, int] | tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self):
         if self.form not in FORMS:
             raise ValueError(f"form {self.form!r}: give one of {', '.join(FORMS)}")
+        asked = tuple(sorted((name, int(value)) for name, value in dict(self.probes).items() if value))
+        object.__setattr__(self, "probes", asked)
 
-    def to_meta(self) -> dict[str, int | str]:
-        """The options as the metadata sheet holds them (a flag as 0 or 1)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {name: int(v) if isinstance(v, bool) else v for name, v in values.items()}
+    def probe(self, name: str) -> int:
+        """A probe's value in this book (0: the book does not hold it)."""
+        return dict(self.probes).get(name, 0)
+
+    def to_meta(self, probes: Sequence[str]) -> dict[str, int | str]:
+        """The options as the metadata sheet holds them: each of these probes (0 if off),
+        then the book's form and architecture."""
+        return {**{name: self.probe(name) for name in probes}, "form": self.form, "architecture": self.architecture}
 
     @classmethod
-    def from_meta(cls, meta: dict) -> BookOptions:
-        """The options a metadata sheet records; one it does not record takes its value for
-        books written before the option existed (by default, the option's default)."""
+    def from_meta(cls, meta: dict, probes: Sequence[str]) -> BookOptions:
+        """The options a metadata sheet records for these probes; one it does not record takes
+        its value for books written before the option existed (a probe: off)."""
         given = {}
         for f in fields(cls):
-            value = meta.get(f.name)
-            value = f.metadata.get("unsaid", f.default) if value is None or value == "" else value
-            given[f.name] = type(f.default)(int(value) if isinstance(f.default, (bool, int)) else value)
-        return cls(**given)
+            if f.name != "probes":
+                value = meta.get(f.name)
+                given[f.name] = f.metadata.get("unsaid", f.default) if value is None or value == "" else str(value)
+        return cls(**given, probes={name: int(meta.get(name) or 0) for name in probes})
 
     @property
     def arrays(self) -> bool:
@@ -150,25 +157,27 @@ class Layout:
         ids are typed in."""
         if not 1 <= n_tokens <= cfg.n_ctx:
             raise ValueError(f"need 1 to {cfg.n_ctx} tokens, got {n_tokens}")
-        if options.generate and n_merges is None:
-            raise ValueError("generation needs a typed prompt")
         self.cfg, self.T, self.n_merges, self.options = cfg, n_tokens, n_merges, options
         self._sheets: list[Sheet] = []
         self._blocks: list[Block] = []
         self._steps: set[str] = set()
         self._weights: dict[str, Block] = {}
         self._owners: dict[str, Component | None] = {}
-        self.position_text: Block | None = None  # the token text of each position (labels rows)
-        self.position_shows = None  # what position_text shows (a steps.base.Shown)
-        self.n_tokens: Block | None = None  # typed prompt: the positions the prompt fills
-        self.n_filled: Block | None = None  # typed prompt: the positions the prompt and generation fill
-        self.controls = None  # the controls every book has (a steps.controls.Controls)
         self.components: list[Component] = list(architecture(self))
         order = {s.name: (GROUPS[s.stage], k) for k, s in enumerate(self._sheets)}
         self.sheets = sorted(self._sheets, key=lambda s: order[s.name])
         self._by_name = {s.name: s for s in self.sheets}
         self.blocks = {b.name: b for b in sorted(self._blocks, key=lambda b: order[b.sheet][0])}
         self.steps = [name for name in self.blocks if name in self._steps]  # checked, in forward order
+        self.loops = self._loops()
+
+    def _loops(self) -> bool:
+        """Whether a component reads a block of a later one: the book's positions feed back
+        (it writes tokens after the prompt), so its reference runs until they settle, and its
+        formulas must reach no later position (see builder.Writer._pins_rows)."""
+        index = {id(c): k for k, c in enumerate(self.components)}
+        later = lambda c, block: index.get(id(self._owners.get(block.name)), -1) > index[id(c)]
+        return any(later(c, block) for c in self.components for block in c.reads)
 
     # -- declaration (components call these while the architecture runs) -------------
     def add_sheet(self, name: str, title: str, stage: str, owner: "Component | None" = None) -> Sheet:
@@ -210,6 +219,10 @@ class Layout:
     @property
     def weights(self) -> dict[str, Block]:
         return dict(self._weights)
+
+    def find(self, kind: type[C]) -> C:
+        """The book's first component of this class (a probe's, to read its blocks back)."""
+        return next(c for c in self.components if isinstance(c, kind))
 
     def owner(self, block: Block) -> "Component | None":
         return self._owners[block.name]

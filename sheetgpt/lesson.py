@@ -15,6 +15,9 @@ from .layout import FIRST_ROW, FORWARD_STAGES, Block, Sheet
 from .readback import BookContents
 from .steps.base import Component
 
+IMG_DIR = "img"  # the lesson's pictures, inside its directory
+BARS = 10  # bars in the prediction charts
+
 PREVIEW_ROWS, PREVIEW_COLS = 12, 8
 FORMULAS_PER_BLOCK = 2  # per-head blocks hold one shared formula per head: show a couple
 

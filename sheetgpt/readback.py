@@ -12,6 +12,7 @@ from xml.etree import ElementTree
 import numpy as np
 
 from .a1 import AddressError, parse_range
+from . import probes
 from .architectures import lay_out
 from .engines import CellOverride, CellValueError, EvaluatedBook, evaluate
 from .errors import UserError
@@ -164,7 +165,7 @@ def load_book(path: str | Path, engine: str = "fast", progress: bool | None = No
                         "selftest sheet: build it again with this version")
     try:
         n_merges = int(meta["n_merges"]) if "n_merges" in meta else None
-        options = BookOptions.from_meta(meta)
+        options = BookOptions.from_meta(meta, [p.name for p in probes.options()])
         layout = lay_out(GPT2Config.from_dict(meta), int(meta["n_tokens"]), options, n_merges)
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{path}: the {META_SHEET} sheet is damaged ({e})") from None

@@ -45,9 +45,9 @@ def forward(weights: GPT2Weights, ids: Sequence[int], layout: Layout | None = No
     components = layout.components
     for component in components:
         component.compute(v)
-    if layout.options.generate:  # the generated ids feed the model again until they stop changing
+    if layout.loops:  # the generated ids feed the model again until they stop changing
         start = next(k for k, c in enumerate(components) if c.kind == "tokens")  # the prompt is tokenized once
-        for _ in range(layout.options.generate):
+        for _ in range(layout.T):  # each pass settles one more position at least
             before = v["tokens"].copy()
             for component in components[start:]:
                 component.compute(v)

@@ -34,7 +34,7 @@ def model(hf_model_dir):
 def probe_book(model, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("probes") / "probes.xlsx"
     build_workbook(model, PROMPTS[0], path, progress=False, typed_prompt=True, positions=12,
-                   options=BookOptions(generate=K, lens=True))
+                   options=BookOptions(probes={"generate": K, "lens": 1}))
     return path
 
 
@@ -208,7 +208,7 @@ def test_libreoffice_generates_alike_with_a_head_off_and_steering(model, hf64, t
     book = tmp_path / "lo.xlsx"
     vector = steering_vector(model, "the formulas", "the model", 1)
     build_workbook(model, PROMPTS[0], book, progress=False, typed_prompt=True, positions=10,
-                   options=BookOptions(generate=K, lens=True),
+                   options=BookOptions(probes={"generate": K, "lens": 1}),
                    controls={"steer_vector": vector[None, :], "steer_layer": np.array([[1.0]])})
     changes = [cell(book, "head_switches", 0, 1, 0.0), cell(book, "steer_coef", value=1.5)]
     layout = load_book(book).layout

@@ -92,7 +92,7 @@ def _model(kind: str, request: pytest.FixtureRequest):
 def _build(kind: str, length: str, request, out: Path) -> Path:
     model, _, option = (kind.rpartition("-") if kind.endswith(("-compact", "-typed", "-probes", "-cells"))
                         else (kind, "", ""))
-    options = (BookOptions(generate=3, lens=True) if option == "probes" else BookOptions(form="cells")
+    options = (BookOptions(probes={"generate": 3, "lens": 1}) if option == "probes" else BookOptions(form="cells")
                if option == "cells" else BookOptions())
     build_workbook(_model(model, request), PROMPTS[length][model], out, progress=False, compact=option == "compact",
                    typed_prompt=option in ("typed", "probes"), options=options)

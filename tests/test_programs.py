@@ -79,7 +79,7 @@ class Books:
         name, form = key if isinstance(key, tuple) else (key, "arrays")
         if (name, form) not in self._built:
             model, kwargs = self._recipes[name]()
-            options = BookOptions(generate=kwargs.pop("generate", 0), lens=True, form=form)
+            options = BookOptions(form, probes={"generate": kwargs.pop("generate", 0), "lens": 1})
             self._built[name, form] = _build(model, self._dir / f"{name}-{form}.xlsx", options=options, **kwargs)
         return self._built[name, form]
 

@@ -18,7 +18,7 @@ from sheetgpt.check import check_workbook
 from sheetgpt.export import export_lesson
 from sheetgpt.layout import Block, BookOptions, Layout
 from sheetgpt.reference import forward
-from sheetgpt.steps.base import BuildInputs, Cells, Component, Formula, Values, numbered_header, position_labels
+from sheetgpt.steps.base import BuildInputs, Cells, Component, Formula, Positions, Values, numbered_header
 
 from helpers import SMALL_PROMPT, edit_formula, rewrite_part, sheet_parts
 
@@ -31,9 +31,9 @@ class ScaledStream(Component):
     stage, kind, short_title = "output", "scaled", "The stream, scaled"
     lesson = "<p id='scaled-lesson'>Every one of the {{ m.D }} numbers of each row is multiplied by {{ c.scale }}.</p>"
 
-    def __init__(self, layout: Layout, x: Block, scale: float):
+    def __init__(self, layout: Layout, positions: Positions, x: Block, scale: float):
         super().__init__(layout)
-        self.x, self.scale = x, scale
+        self.positions, self.x, self.scale = positions, x, scale
         self.add_sheet("scaled", f"The stream times {scale} [{layout.T} x {x.n_cols}]")
         self.out = self.add_block("scaled", layout.T, x.n_cols, note="The cell of the stream, scaled.")
         self.read(x)
@@ -43,7 +43,7 @@ class ScaledStream(Component):
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         yield Formula(self.out, f"{self.scale}*{self.x.at(0, 0)}")
-        yield position_labels(self.layout, self.out)
+        yield self.positions.labels(self.out)
         yield numbered_header(self.out)
 
 
@@ -52,9 +52,9 @@ def scaled_gpt2(layout: Layout) -> list[Component]:
     inputs, parts = gpt2.embedding(layout)
     x = parts[-1].out
     for i in range(layout.cfg.n_layer):
-        parts += gpt2.transformer_block(layout, i, x, inputs.weights)
+        parts += gpt2.transformer_block(layout, i, x, inputs)
         x = parts[-1].out
-    parts.append(ScaledStream(layout, x, SCALE))  # the one new line
+    parts.append(ScaledStream(layout, inputs.positions, x, SCALE))  # the one new line
     return parts + gpt2.output(layout, parts[-1].out, inputs)
 
 

@@ -979,7 +979,7 @@ def typed_book(mut_model, tmp_path_factory) -> Book:
 
     path = tmp_path_factory.mktemp("typed_mutation") / "typed.xlsx"
     build_workbook(mut_model, "Attention compares", path, progress=False, typed_prompt=True, positions=10,
-                   options=BookOptions(generate=3, lens=True))
+                   options=BookOptions(probes={"generate": 3, "lens": 1}))
     return book_under_test(path)
 
 

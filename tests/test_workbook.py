@@ -504,7 +504,7 @@ def test_book_options_are_written_and_read_back_as_a_whole(tmp_path, small_model
     from sheetgpt.layout import BookOptions
     from sheetgpt.readback import load_book
 
-    options = BookOptions(generate=2, lens=True, form="cells")
+    options = BookOptions("cells", probes={"generate": 2, "lens": 1})
     path = tmp_path / "options.xlsx"
     build_workbook(small_model, SMALL_PROMPT, path, progress=False, typed_prompt=True, options=options)
     wb = openpyxl.load_workbook(path, read_only=True)
@@ -514,4 +514,5 @@ def test_book_options_are_written_and_read_back_as_a_whole(tmp_path, small_model
         wb.close()
     assert {k: meta[k] for k in ("generate", "lens", "form")} == {"generate": 2, "lens": 1, "form": "cells"}
     assert load_book(path, progress=False).layout.options == options
-    assert BookOptions.from_meta({"generate": 1.0}) == BookOptions(generate=1, lens=False, form="cells")
+    older = BookOptions.from_meta({"generate": 1.0}, ["generate", "lens"])  # before lens, form and architecture
+    assert older == BookOptions("cells", "gpt2", probes={"generate": 1})

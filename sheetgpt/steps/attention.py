@@ -12,8 +12,9 @@ import numpy as np
 
 from ..layout import Block, Layout
 from ..xlsx import Style
-from .base import (BuildInputs, CellFormulas, Cells, Component, Formula, Values, causal_mask, head_rows, header,
-                   key_header, labels_column, column, numbered_header, position_labels)
+from .base import (BuildInputs, CellFormulas, Cells, Component, Formula, Positions, Values, causal_mask, head_rows,
+                   header, key_header, labels_column, column, numbered_header)
+from .controls import Controls
 from .linear import Linear, Residual, layer_sheet
 
 
@@ -217,9 +218,10 @@ positions, so a later position (a generated token) never feeds an earlier one.</
 type 0 there and the head is gone from the model.</p>
 """
 
-    def __init__(self, layout: Layout, layer: int, probs: Block, qkv: Block):
+    def __init__(self, layout: Layout, positions: Positions, layer: int, probs: Block, qkv: Block,
+                 controls: Controls):
         super().__init__(layout)
-        self.layer, self.probs, self.qkv = layer, probs, qkv
+        self.positions, self.layer, self.probs, self.qkv = positions, layer, probs, qkv
         T, D = layout.T, layout.cfg.n_embd
         sheet, name = layer_sheet(layer, self.kind)
         self.add_sheet(sheet, f"Layer {layer}: attention output per head = weights @ values, times the head's "
@@ -228,7 +230,7 @@ type 0 there and the head is gone from the model.</p>
             "The attention output of one head: this position's attention weights (a row, up to this position) "
             "times one column of the values, times the head's switch on sheet controls. The heads sit side by "
             "side."))
-        self.controls = layout.controls
+        self.controls = controls
         self.read(probs, qkv, self.controls.switches)
 
     def compute(self, v: Values) -> None:
@@ -248,7 +250,7 @@ type 0 there and the head is gone from the model.</p>
                 values = self.qkv.span(0, 2 * D + h * dh, t, 2 * D + h * dh, True, False)
                 yield Formula(self.out.part(row0=t, n_rows=1, col0=h * dh, n_cols=dh),
                               f"MMULT({w},{values})*{switch}")
-        yield position_labels(self.layout, self.out)
+        yield self.positions.labels(self.out)
         yield numbered_header(self.out)
 
 

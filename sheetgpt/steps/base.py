@@ -175,12 +175,33 @@ def token_texts(name: str, ids: Block) -> Shown:
     return Shown(name, lambda v, vocab: [vocab(int(i)) for i in v[ids.name][:, 0]])
 
 
-def position_labels(layout: Layout, rows: Block) -> CellFormulas:
-    """Column A of a block whose rows are positions: the live text of each position's token."""
-    text, shows = layout.position_text, layout.position_shows
-    return CellFormulas(labels_column(rows),
-                        [[f"{quote_sheet(text.sheet)}!{text.cell(t, 0, True, True)}"] for t in range(rows.n_rows)],
-                        Style.DEFAULT, Shown("position_labels", shows.expected))
+@dataclass(frozen=True)
+class Positions:
+    """The book's token positions as every sheet with a row per position reads them: the
+    text that labels those rows, and how many positions hold tokens (the last of them
+    predicts). Made by the token ids' component and handed to the others."""
+
+    T: int
+    text: Block  # each position's token text
+    shows: Shown  # what `text` shows
+    count: Block | None = None  # typed prompt: the positions filled (fixed ids: all T)
+    may_be_empty: bool = True  # the count may be 0 (an empty prompt): its first position still predicts
+
+    def last_position(self) -> str:
+        """A formula for the 1-based row of the last filled position."""
+        if self.count is None:
+            return str(self.T)
+        return f"MAX(1,{self.count.name})" if self.may_be_empty else self.count.name
+
+    def last_row(self, v: Values) -> int:
+        """The 0-based row of the last filled position, as last_position computes it."""
+        return self.T - 1 if self.count is None else max(1, int(v[self.count.name][0, 0])) - 1
+
+    def labels(self, rows: Block) -> CellFormulas:
+        """Column A of a block whose rows are positions: the live text of each position's token."""
+        return CellFormulas(labels_column(rows), [[f"{quote_sheet(self.text.sheet)}!{self.text.cell(t, 0, True, True)}"]
+                                                  for t in range(rows.n_rows)],
+                            Style.DEFAULT, Shown("position_labels", self.shows.expected))
 
 
 def numbered_header(block: Block) -> Constants:

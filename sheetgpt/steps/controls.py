@@ -62,7 +62,6 @@ This sheet holds the changes that teach the most, each one cell away:</p>
         self.temperature_status = self.temperature.part(col=FIRST_COL + 1)
         self.vector = self.add_block("steer_vector", 1, D, row=row + 5, step=False, note=(
             "Added to every position's residual stream, times the coefficient, as it enters the steering layer."))
-        layout.controls = self
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         given = defaults(self.layout) | dict(inputs.controls or {})
@@ -75,7 +74,7 @@ This sheet holds the changes that teach the most, each one cell away:</p>
                                                                "temperature"], Style.HEADER)
         yield Formula(self.temperature_status, f'IF(AND(ISNUMBER(temperature),temperature>0),"{TEMPERATURE_OK}",'
                                                f'"{TEMPERATURE_BAD}")', Style.DEFAULT,
-                      shows=Shown("temperature_status", lambda v, vocab: [temperature_status(v)]))
+                      shows=Shown("temperature_status", lambda v, vocab: [temperature_status(v[self.temperature.name][0, 0])]))
         yield header(self.vector, list(range(self.vector.n_cols)))
         yield column(labels_column(self.vector), ["steering vector"], Style.HEADER)
 
@@ -90,16 +89,15 @@ This sheet holds the changes that teach the most, each one cell away:</p>
         """The term a residual-stream formula adds: the steering vector where `layer` is the
         steering layer (the stream's columns line up with the vector's)."""
         assert stream.col == self.vector.col, "a stream's column j must meet the vector's column j"
-        return f"+IF(steer_layer={layer},steer_coef*{self.vector.span(0, 0, 0, 0, True, False)},0)"
+        return f"+IF({self.layer.name}={layer},{self.coef.name}*{self.vector.span(0, 0, 0, 0, True, False)},0)"
+
+    def steering_of(self, v: Values, layer: int) -> np.ndarray | float:
+        """What the steering adds to the stream entering `layer` ([1, D], or 0)."""
+        return v[self.coef.name][0, 0] * v[self.vector.name] if v[self.layer.name][0, 0] == layer else 0.0
 
 
-def steering(v: Values, layer: int) -> np.ndarray | float:
-    """What the steering adds to the stream entering `layer` ([1, D], or 0)."""
-    return v["steer_coef"][0, 0] * v["steer_vector"] if v["steer_layer"][0, 0] == layer else 0.0
-
-
-def temperature_status(v: Values) -> str:
-    t = v["temperature"][0, 0]
+def temperature_status(t: float) -> str:
+    """What the temperature cell's status says of temperature t."""
     return TEMPERATURE_OK if np.isfinite(t) and t > 0 else TEMPERATURE_BAD
 
 

@@ -6,8 +6,8 @@ from typing import Iterable
 import numpy as np
 
 from ..layout import Block, Layout
-from .base import BuildInputs, Cells, Component, Formula, Values, numbered_header, position_labels
-from .controls import steering
+from .base import BuildInputs, Cells, Component, Formula, Positions, Values, numbered_header
+from .controls import Controls
 
 
 class TokenEmbedding(Component):
@@ -23,10 +23,10 @@ description of the token: tokens used in similar ways end up with similar rows.<
 the same row wherever it stands in the prompt.</p>
 """
 
-    def __init__(self, layout: Layout, tokens: Block, wte: Block):
+    def __init__(self, layout: Layout, positions: Positions, tokens: Block, wte: Block):
         super().__init__(layout)
         T, D = layout.T, layout.cfg.n_embd
-        self.tokens, self.wte = tokens, wte
+        self.positions, self.tokens, self.wte = positions, tokens, wte
         self.add_sheet("embed_tok", f"Token embedding: row of wte for each token id [{T} x {D}]")
         self.out = self.add_block("embed_tok", T, D, note=(
             "INDEX picks, from the token embedding matrix wte, the row of this position's token id "
@@ -39,7 +39,7 @@ the same row wherever it stands in the prompt.</p>
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         yield Formula(self.out, f"INDEX({self.wte.col_ref(0)},{self.tokens.span(0, 0, 0, 0, False, True)}+1)")
-        yield position_labels(self.layout, self.out)
+        yield self.positions.labels(self.out)
         yield numbered_header(self.out)
 
 
@@ -61,22 +61,22 @@ drawn. In a trained GPT-2 a word that appears twice starts at one single point a
 only nudged by its two positions, so the two copies stay close together.</p>
 """
 
-    def __init__(self, layout: Layout, embed_tok: Block, wpe: Block):
+    def __init__(self, layout: Layout, positions: Positions, embed_tok: Block, wpe: Block, controls: Controls):
         super().__init__(layout)
         T, D = layout.T, layout.cfg.n_embd
-        self.embed_tok, self.wpe = embed_tok, wpe
+        self.positions, self.embed_tok, self.wpe, self.controls = positions, embed_tok, wpe, controls
         self.add_sheet("embed", f"Input x = token embedding + position embedding (wpe) [{T} x {D}]")
         self.out = self.add_block("embed", T, D, note=(
             "The model's input x: token embedding plus the position embedding wpe of this position, so the "
             "same word at different places gets different vectors."))
-        self.read(embed_tok, wpe, layout.controls.vector)
+        self.read(embed_tok, wpe, controls.vector)
 
     def compute(self, v: Values) -> None:
         T = self.out.n_rows
-        v[self.out.name] = v[self.embed_tok.name] + v[self.wpe.name][:T] + steering(v, 0)  # [T, D]
+        v[self.out.name] = v[self.embed_tok.name] + v[self.wpe.name][:T] + self.controls.steering_of(v, 0)  # [T, D]
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
-        steer = self.layout.controls.steering(self.out, 0)
+        steer = self.controls.steering(self.out, 0)
         yield Formula(self.out, f"{self.embed_tok.at(0, 0)}+{self.wpe.at(0, 0)}{steer}")
-        yield position_labels(self.layout, self.out)
+        yield self.positions.labels(self.out)
         yield numbered_header(self.out)

@@ -2,15 +2,17 @@
 edit it, and a map of every sheet with links."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from ..a1 import quote_sheet
 from ..layout import Block, Layout
 from ..xlsx import SheetOptions, Style
 from .base import BuildInputs, CellFormulas, Cells, Component, Constants, Shown, column, token_texts
-from .generate import Generation, continuation
 from .prediction import Prediction
 from .selftest import SelfTest
+
+if TYPE_CHECKING:
+    from .prompt import PromptIds
 
 GUIDE_SHEET = "Guide"
 HOW_TO = [
@@ -27,9 +29,6 @@ HOW_TO = [
 ]
 CONTROLS_LINE = ("On sheet 'controls': switch an attention head off (0) or down, push a steering vector into the "
                  "residual stream (its coefficient), or change the prediction's temperature.")
-LIBREOFFICE_WRITING = ("This writing book is in the cells form, for IronCalc: LibreOffice computes it slowly and, after "
-                       "a prompt is typed, shows Err:522 from the first written position (Ctrl+Shift+F9 recalculates "
-                       "it right). For LibreOffice, build the default form.")
 ARRAYS_LINE = ("What to edit: the prompt, token ids, weights and controls, freely. The matrix products (each layer's "
                "qkv, attn_proj, fc and mlp_proj sheets, the logits, the lens and next_logits) are array formulas "
                "{=MMULT(...)}: an array is changed as a whole (select all of it, edit, Ctrl+Shift+Enter), never one "
@@ -54,32 +53,20 @@ class Guide(Component):
     stage = "guide"
     decorated = False
 
-    def __init__(self, layout: Layout):
+    def __init__(self, layout: Layout, probe_lines: Sequence[str] = ()):
+        """probe_lines: what the book's probes say in the how-to (sheetgpt.probes)."""
         super().__init__(layout)
         self.add_sheet(GUIDE_SHEET, "Start here: GPT-2 as a spreadsheet")
         how_to = HOW_TO_TYPED if layout.typed_prompt else HOW_TO
-        extra = [CONTROLS_LINE]
-        K = layout.options.generate
-        if K:
-            extra.append(f"This book writes {K} tokens after the prompt, each the favourite after the position before "
-                         f"it (sheet 'generate'). Each costs one more position on every sheet and one unembedding of "
-                         f"{layout.cfg.vocab_size:,} dot products (sheet 'next_logits').")
-            if not layout.options.arrays:
-                extra.append(LIBREOFFICE_WRITING)
-        if layout.options.lens:
-            extra.append("The logit lens (sheet 'lens') shows what the model would predict after each layer.")
-        if layout.options.arrays:
-            extra.append(ARRAYS_LINE)
+        extra = [CONTROLS_LINE, *probe_lines] + ([ARRAYS_LINE] if layout.options.arrays else [])
         self.how_to = how_to[:-1] + extra + how_to[-1:]
         self.map_row = HOW_TO_ROW + len(self.how_to) + 1  # the map's header row
 
-    def show(self, prediction: Prediction, generation: Generation | None, selftest: SelfTest) -> None:
-        """The prediction (and the generated text) the Guide shows, and the program's
-        self-test, declared after the Guide: the prompt comes first."""
-        self.prediction, self.generation, self.selftest = prediction, generation, selftest
+    def show(self, prediction: Prediction, selftest: SelfTest, prompt: PromptIds | None = None) -> None:
+        """The prediction, the program's self-test and the typed prompt's token count the
+        Guide shows, declared after the Guide: the prompt comes first."""
+        self.prediction, self.selftest, self.prompt = prediction, selftest, prompt
         self.read(prediction.top_text, prediction.top_probs, prediction.top_ids, selftest.status)
-        if generation is not None:
-            self.read(generation.generated)
 
     def _mapped(self) -> list:
         return [s for s in self.layout.sheets if s.stage not in ("guide", "meta")]
@@ -87,7 +74,7 @@ class Guide(Component):
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         cfg, model, p = self.layout.cfg, inputs.model, self.prediction
         about = f"{model.name}: {model.about}"
-        yield _text(1, 1, "GPT-2 as a spreadsheet: every weight is a cell, every step a formula", Style.TITLE)
+        yield guide_text(1, 1, "GPT-2 as a spreadsheet: every weight is a cell, every step a formula", Style.TITLE)
         typed = self.layout.typed_prompt
         facts = [("Model", about),
                  ("Shape", f"{cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, vocabulary "
@@ -96,20 +83,15 @@ class Guide(Component):
                  ("Tokens", None if typed else len(inputs.ids))]
         if typed:
             facts.append(("Tokenizer", None))  # the prompt, its token count and status are the tokenizer's
-            yield CellFormulas(Block("", GUIDE_SHEET, PROMPT_ROW + 1, 2, 1, 1), [[f"n_tokens&\" of {self.layout.T} positions\""]],
+            n_tokens, T = self.prompt.n_tokens.name, self.layout.T
+            yield CellFormulas(Block("", GUIDE_SHEET, PROMPT_ROW + 1, 2, 1, 1), [[f"{n_tokens}&\" of {T} positions\""]],
                                Style.DEFAULT, Shown("guide_n_tokens", lambda v, vocab: [
-                                   f"{int(v['n_tokens'][0, 0])} of {self.layout.T} positions"]))
+                                   f"{int(v[n_tokens][0, 0])} of {T} positions"]))
         for r, (key, value) in enumerate(facts, FACTS_ROW):
-            yield _text(r, 1, key, Style.HEADER)
+            yield guide_text(r, 1, key, Style.HEADER)
             if value is not None:
-                yield _text(r, 2, value)
-        if self.generation is not None:
-            K = self.generation.generated.n_rows
-            yield _text(GENERATED_ROW, 1, f"Prompt + {K} generated tokens", Style.HEADER)
-            yield CellFormulas(Block("", GUIDE_SHEET, GENERATED_ROW, 2, 1, 1),
-                               [[f"B{PROMPT_ROW}&{self.generation.continuation()}"]], Style.DEFAULT,
-                               Shown("guide_generated", lambda v, vocab: [_prompt(v) + continuation(v, vocab)]))
-        yield _text(PREDICTION_ROW, 1, "Predicted next token", Style.HEADER)
+                yield guide_text(r, 2, value)
+        yield guide_text(PREDICTION_ROW, 1, "Predicted next token", Style.HEADER)
         yield _mirror(PREDICTION_ROW, 2, p.top_text, 1, Style.INPUT, token_texts("guide_prediction", p.top_ids))
         yield _mirror(PREDICTION_ROW, 3, p.top_probs, 1, Style.PERCENT)
         yield Constants(Block("", GUIDE_SHEET, TOP_ROW, 1, 1, 4),
@@ -119,16 +101,16 @@ class Guide(Component):
         yield _mirror(TOP_ROW + 1, 3, p.top_probs, p.k, Style.PERCENT)
         yield _mirror(TOP_ROW + 1, 4, p.top_ids, p.k, Style.INTEGER)
         assert TOP_ROW + p.k < SELFTEST_ROW
-        yield _text(SELFTEST_ROW, 1, "This program", Style.HEADER)
+        yield guide_text(SELFTEST_ROW, 1, "This program", Style.HEADER)
         yield CellFormulas(Block("", GUIDE_SHEET, SELFTEST_ROW, 2, 1, 1), [[self.selftest.status.at(0, 0)]],
                            Style.DEFAULT, self.selftest.shows_status("guide_selftest"))
         for i, line in enumerate(self.how_to):
-            yield _text(HOW_TO_ROW + i, 1, line, Style.HEADER if i == 0 else Style.DEFAULT)
+            yield guide_text(HOW_TO_ROW + i, 1, line, Style.HEADER if i == 0 else Style.DEFAULT)
         yield Constants(Block("", GUIDE_SHEET, self.map_row, 1, 1, 2), [["Map of the sheets", "what it holds"]],
                         Style.HEADER)
         for r, sheet in enumerate(self._mapped(), self.map_row + 1):
-            yield _text(r, 1, sheet.name, Style.LINK)
-            yield _text(r, 2, sheet.title)
+            yield guide_text(r, 1, sheet.name, Style.LINK)
+            yield guide_text(r, 2, sheet.title)
 
     def sheet_options(self, inputs: BuildInputs) -> SheetOptions:
         links = [(f"A{r}", f"{quote_sheet(s.name)}!A1", f"go to {s.name}")
@@ -137,12 +119,7 @@ class Guide(Component):
                             hyperlinks=links, fit_width=True)
 
 
-def _prompt(v) -> str:
-    value = v["prompt"][0, 0]
-    return "" if value is None or isinstance(value, float) else str(value)
-
-
-def _text(row: int, col: int, value: object, style: int = Style.DEFAULT) -> Constants:
+def guide_text(row: int, col: int, value: object, style: int = Style.DEFAULT) -> Constants:
     return Constants(Block("", GUIDE_SHEET, row, col, 1, 1), [[value]], style)
 
 

@@ -6,8 +6,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..layout import Block, Layout
-from .base import (BuildInputs, Cells, Component, Formula, Values, column, header, labels_column, numbered_header,
-                   position_labels)
+from .base import (BuildInputs, Cells, Component, Formula, Positions, Values, column, header, labels_column,
+                   numbered_header)
 
 
 def layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float):
@@ -33,9 +33,10 @@ added to the stream. No information moves between tokens here.</p>
 
     def __init__(self, layout: Layout, name: str, sheet: str, title: str, x: Block, gain: Block, bias: Block, *,
                  stage: str, kind: str, short_title: str, purpose: str, layer: int | None = None,
-                 row_names: Sequence[str] | None = None):
-        """row_names: what column A calls the rows (None: they are the token positions)."""
+                 positions: Positions | None = None, row_names: Sequence[str] = ()):
+        """positions: the token positions its rows are; else row_names says what column A calls them."""
         super().__init__(layout)
+        self.positions = positions
         T, D = x.n_rows, layout.cfg.n_embd
         self.row_names = row_names
         self.stage, self.kind, self.short_title, self.purpose, self.layer = stage, kind, short_title, purpose, layer
@@ -64,6 +65,6 @@ added to the stream. No information moves between tokens here.</p>
                                 f"*{self.gain.span(0, 0, 0, 0, True, False)}+{self.bias.span(0, 0, 0, 0, True, False)}")
         yield header(self.mean, ["mean"])
         yield header(self.var, ["variance"])
-        yield (position_labels(self.layout, self.out) if self.row_names is None
+        yield (self.positions.labels(self.out) if self.positions is not None
                else column(labels_column(self.out), self.row_names))
         yield numbered_header(self.out)

@@ -4,9 +4,8 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..layout import Block, Layout
-from .base import (ArrayFormula, BuildInputs, Cells, Component, Formula, Values, numbered_header,
-                   position_labels)
-from .controls import steering
+from .base import ArrayFormula, BuildInputs, Cells, Component, Formula, Positions, Values, numbered_header
+from .controls import Controls
 
 
 def layer_sheet(layer: int, kind: str) -> tuple[str, str]:
@@ -22,9 +21,9 @@ class Linear(Component):
     title = ""  # 'Layer {layer}: ...', followed by the shape
     note = ""
 
-    def __init__(self, layout: Layout, layer: int, x: Block, weight: Block, bias: Block):
+    def __init__(self, layout: Layout, positions: Positions, layer: int, x: Block, weight: Block, bias: Block):
         super().__init__(layout)
-        self.layer, self.x, self.weight, self.bias = layer, x, weight, bias
+        self.positions, self.layer, self.x, self.weight, self.bias = positions, layer, x, weight, bias
         sheet, name = layer_sheet(layer, self.kind)
         T, n = layout.T, weight.n_cols
         self.add_sheet(sheet, f"{self.title.format(layer=layer)} [{T} x {n}]")
@@ -36,14 +35,14 @@ class Linear(Component):
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         yield from self.products()
-        yield position_labels(self.layout, self.out)
+        yield self.positions.labels(self.out)
         yield self.column_labels()
 
     def products(self) -> Iterable[Cells]:
         x, w, b, options = self.x, self.weight, self.bias, self.layout.options
         if not options.arrays:
             yield Formula(self.out, f"MMULT({x.rows_ref(0)},{w.col_ref(0)})+{b.span(0, 0, 0, 0, True, False)}")
-        elif not options.generate:
+        elif not self.layout.loops:
             yield ArrayFormula(self.out, f"MMULT({x.ref()},{w.ref()})+{b.ref()}")
         else:
             for t in range(self.out.n_rows):
@@ -61,23 +60,24 @@ class Residual(Component):
 
     steers: int | None = None  # the steering layer whose input this sum is, if it is one
 
-    def __init__(self, layout: Layout, layer: int, stream: Block, delta: Block):
+    def __init__(self, layout: Layout, positions: Positions, layer: int, stream: Block, delta: Block,
+                 controls: Controls):
         super().__init__(layout)
-        self.layer, self.stream, self.delta = layer, stream, delta
+        self.positions, self.layer, self.stream, self.delta, self.controls = positions, layer, stream, delta, controls
         sheet, name = layer_sheet(layer, self.kind)
         self.add_sheet(sheet, f"{self.title.format(layer=layer)} [{layout.T} x {stream.n_cols}]")
         self.out = self.add_block(name, layout.T, stream.n_cols, note=self.note)
         self.read(stream, delta)
         if self.steers is not None:
-            self.read(layout.controls.vector)
+            self.read(controls.vector)
 
     def compute(self, v: Values) -> None:
         v[self.out.name] = v[self.stream.name] + v[self.delta.name]  # [T, D]
         if self.steers is not None:
-            v[self.out.name] = v[self.out.name] + steering(v, self.steers)  # [T, D] + [1, D]
+            v[self.out.name] = v[self.out.name] + self.controls.steering_of(v, self.steers)  # [T, D] + [1, D]
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
-        steer = "" if self.steers is None else self.layout.controls.steering(self.out, self.steers)
+        steer = "" if self.steers is None else self.controls.steering(self.out, self.steers)
         yield Formula(self.out, f"{self.stream.at(0, 0)}+{self.delta.at(0, 0)}{steer}")
-        yield position_labels(self.layout, self.out)
+        yield self.positions.labels(self.out)
         yield numbered_header(self.out)

@@ -1,7 +1,7 @@
 """The hidden sheet that says what made the workbook: read back by check, eval and export."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from .. import __version__
 from ..errors import UserError
@@ -22,8 +22,10 @@ class Metadata(Component):
     stage = "meta"
     decorated = False
 
-    def __init__(self, layout: Layout):
+    def __init__(self, layout: Layout, probes: Sequence[str] = ()):
+        """probes: the names of the probes whose options the sheet records (sheetgpt.probes)."""
         super().__init__(layout)
+        self.probes = list(probes)
         self.add_sheet(META_SHEET, "sheetgpt metadata")
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
@@ -35,7 +37,7 @@ class Metadata(Component):
                  "n_tokens": self.layout.T, "prompt": inputs.prompt}
         if self.layout.typed_prompt:  # n_tokens above is then the book's capacity
             items |= {"n_merges": self.layout.n_merges}
-        items |= self.layout.options.to_meta()
+        items |= self.layout.options.to_meta(self.probes)
         yield Constants(Block("", META_SHEET, 1, 1, len(items), 2), [[k, v] for k, v in items.items()], given=True)
 
     def sheet_options(self, inputs: BuildInputs) -> SheetOptions:

@@ -6,7 +6,7 @@ from typing import Iterable
 import numpy as np
 
 from ..layout import Block, Layout
-from .base import BuildInputs, Cells, Component, Formula, Values, numbered_header, position_labels
+from .base import BuildInputs, Cells, Component, Formula, Positions, Values, numbered_header
 from .linear import Linear, Residual, layer_sheet
 
 
@@ -37,9 +37,9 @@ tanh form GPT-2 uses. It is what makes the detectors switch on and off: without 
 two linear layers of the MLP would collapse into a single one.</p>
 """
 
-    def __init__(self, layout: Layout, layer: int, x: Block):
+    def __init__(self, layout: Layout, positions: Positions, layer: int, x: Block):
         super().__init__(layout)
-        self.layer, self.x = layer, x
+        self.positions, self.layer, self.x = positions, layer, x
         sheet, name = layer_sheet(layer, self.kind)
         self.add_sheet(sheet, f"Layer {layer}: GELU (tanh form) of the up-projection [{layout.T} x {x.n_cols}]")
         self.out = self.add_block(name, layout.T, x.n_cols, note=(
@@ -52,7 +52,7 @@ two linear layers of the MLP would collapse into a single one.</p>
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         x = self.x.at(0, 0)
         yield Formula(self.out, f"0.5*{x}*(1+TANH(SQRT(2/PI())*({x}+0.044715*{x}^3)))")
-        yield position_labels(self.layout, self.out)
+        yield self.positions.labels(self.out)
         yield numbered_header(self.out)
 
 

@@ -10,6 +10,7 @@ from ..layout import Block, Layout
 from ..xlsx import Style
 from .base import (BuildInputs, Cells, Component, Constants, Formula, Values, column, header, labels_column,
                    token_texts)
+from .controls import Controls
 from .unembed import Logits
 
 TOP_K = 5  # the workbook's top-k list; the Guide shows the same
@@ -45,9 +46,9 @@ arithmetic is exactly GPT-2's, the knowledge is missing.</p>
 {% endif %}
 """
 
-    def __init__(self, layout: Layout, logits: Logits, vocab: Block, k: int = TOP_K):
+    def __init__(self, layout: Layout, logits: Logits, vocab: Block, controls: Controls, k: int = TOP_K):
         super().__init__(layout)
-        self.logits, self.vocab, self.k = logits.out, vocab, k
+        self.logits, self.vocab, self.temperature, self.k = logits.out, vocab, controls.temperature, k
         self.add_sheet("prediction", f"Predicted next token: softmax over the logits and the top {k} [{k} x 3]")
         self.max = self.add_block("next_max", 1, 1, row=3, note="The largest logit, subtracted before EXP so it "
                                                                 "cannot overflow.")
@@ -66,13 +67,13 @@ arithmetic is exactly GPT-2's, the knowledge is missing.</p>
             "The probability of the k-th most likely token."))
         self.top_text = self.top_logits.part(col=5)  # the top tokens' text
         self.color_scales.append(self.top_probs)
-        self.read(self.logits, vocab, layout.controls.temperature)
+        self.read(self.logits, vocab, self.temperature)
 
     def compute(self, v: Values) -> None:
         logits = v[self.logits.name][:, 0]  # [V]
         m = logits.max()
         with np.errstate(all="ignore"):  # a temperature of 0 or below: the sheet shows errors, check says why
-            e = np.exp((logits - m) / v["temperature"][0, 0])  # [V]
+            e = np.exp((logits - m) / v[self.temperature.name][0, 0])  # [V]
         total = e.sum()
         top = top_k(logits, self.k)  # [k]
         v[self.max.name], v[self.sum.name] = np.array([[m]]), np.array([[total]])
@@ -83,10 +84,10 @@ arithmetic is exactly GPT-2's, the knowledge is missing.</p>
         v[self.top_probs.name] = (e[top] / total)[:, None]
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
-        logits, here = self.logits.name, self.max.sheet
+        logits, here, temperature = self.logits.name, self.max.sheet, self.temperature.name
         mx, total = self.max.cell(0, 0, True, True), self.sum.cell(0, 0, True, True)
         # per-cell exps summed by SUM: EXP over a range inside SUMPRODUCT is intersected to one cell by Gnumeric
-        yield Formula(self.exp, f"EXP(({self.logits.cell(0, 0)}-{quote_sheet(here)}!{mx})/temperature)")
+        yield Formula(self.exp, f"EXP(({self.logits.cell(0, 0)}-{quote_sheet(here)}!{mx})/{temperature})")
         yield Formula(self.probs, f"{self.exp.cell(0, 0)}/{quote_sheet(here)}!{total}", Style.PERCENT)
         yield Formula(self.max, f"MAX({logits})")
         yield Constants(labels_column(self.max), [["largest logit"]])
@@ -99,4 +100,4 @@ arithmetic is exactly GPT-2's, the knowledge is missing.</p>
         yield Formula(self.top_text, f"INDEX({self.vocab.name},{self.top_ids.cell(0, 0)}+1)",
                       shows=token_texts("top_text", self.top_ids))
         yield Formula(self.top_ids, f"MATCH({self.top_logits.cell(0, 0)},{logits},0)-1", Style.INTEGER)
-        yield Formula(self.top_probs, f"EXP(({self.top_logits.cell(0, 0)}-{mx})/temperature)/{total}", Style.PERCENT)
+        yield Formula(self.top_probs, f"EXP(({self.top_logits.cell(0, 0)}-{mx})/{temperature})/{total}", Style.PERCENT)

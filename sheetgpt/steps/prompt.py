@@ -95,11 +95,6 @@ def is_tokenizer(component: Component | None) -> bool:
     return isinstance(component, (MergeTable, PromptChars, PromptWords, BytePairMerges, PromptIds))
 
 
-def _text(v: Values, name: str) -> str:
-    value = v[name][0, 0]
-    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
-
-
 class MergeTable(Component):
     """The tokenizer as numbers: each ASCII byte's token id, and every merge keyed by its
     pair's ids, sorted by key, with its rank and merged token id."""
@@ -129,10 +124,9 @@ class MergeTable(Component):
         yield header(self.keys.part(n_cols=3), ["pair key", "rank", "merged id"])
         yield Constants(Block("", self.keys.sheet, 1, 5, 1, 1), [["left id * vocab size + right id"]])
 
-    @staticmethod
-    def pairs(v: Values, V: int) -> dict[tuple[int, int], tuple[int, int]]:
+    def pairs(self, v: Values, V: int) -> dict[tuple[int, int], tuple[int, int]]:
         """(left id, right id) -> (rank, merged id), from the table's values."""
-        keys, ranks, merged = (v[n][1:, 0].astype(np.int64) for n in ("merge_keys", "merge_ranks", "merge_ids"))
+        keys, ranks, merged = (v[b.name][1:, 0].astype(np.int64) for b in (self.keys, self.ranks, self.merged))
         return {(int(k) // V, int(k) % V): (int(r), int(m)) for k, r, m in zip(keys, ranks, merged)}
 
 
@@ -148,8 +142,11 @@ of its class is from there, and how long a word starting there would be. Reading
 a word starts where the previous one ended.</p>
 """
 
-    def __init__(self, layout: Layout, guide: Sheet):
+    WORDS = "_words"  # the words as the sheet shows them (not a block: text the words' sheet shows too)
+
+    def __init__(self, layout: Layout, guide: Sheet, tables: MergeTable):
         super().__init__(layout)
+        self.byte_ids = tables.byte_ids
         C = self.capacity = chars_capacity(layout.T)
         self.prompt = self.add_block("prompt", 1, 1, sheet=guide, row=PROMPT_ROW, col=2, step=False)
         self.add_sheet("tok_chars", f"Tokenizer 1: the prompt's characters, their classes and where "
@@ -174,7 +171,12 @@ a word starts where the previous one ended.</p>
         self.length = self.add_block("prompt_length", 1, 1, row=3, col=14, note="LEN of the prompt.")
         self.count = self.add_block("char_count", 1, 1, row=4, col=14, note=(
             f"The characters read: at most {C}."))
-        self.read(self.prompt)
+        self.read(self.prompt, self.byte_ids)
+
+    def text(self, v: Values) -> str:
+        """The prompt cell's text ("" when empty)."""
+        value = v[self.prompt.name][0, 0]
+        return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         C, b = self.capacity, self.blocks
@@ -223,7 +225,7 @@ a word starts where the previous one ended.</p>
         yield Constants(self.length.part(col=13, n_rows=2), [["prompt length"], ["characters read"]], Style.HEADER)
 
     def compute(self, v: Values) -> None:
-        text = _text(v, "prompt")
+        text = self.text(v)
         C = self.capacity
         s = readable(text, C)
         n = len(s)
@@ -246,17 +248,17 @@ a word starts where the previous one ended.</p>
             if k < n and starts[k]:
                 last = ends[k] + 1
             nexts.append(last)
-        symbols = [int(v["byte_ids"][ord(ch), 0]) for ch in s]
+        symbols = [int(v[self.byte_ids.name][ord(ch), 0]) for ch in s]
         v["_chars"] = np.array(list(text[:C]) + [""] * (C - min(len(text), C)), dtype=object)
         for name, xs, fill in (("char_codes", codes, -1), ("char_classes", classes, END), ("char_groups", groups, 0),
                                ("char_runs", runs, 0), ("match_lengths", lengths, 0), ("word_starts", starts, 0),
                                ("word_numbers", numbers, numbers[-1] if numbers else 0),
                                ("char_symbols", symbols, -1)):
             v[name] = pad(xs, fill)
-        v["next_starts"] = np.array(nexts, dtype=np.float64)[:, None]
-        v["prompt_length"] = np.array([[len(text)]], dtype=np.float64)
-        v["char_count"] = np.array([[n]], dtype=np.float64)
-        v["_words"] = [text[a:e] for a, e in spans]  # as the sheet shows them: a character it cannot read too
+        v[self.blocks["next_starts"].name] = np.array(nexts, dtype=np.float64)[:, None]
+        v[self.length.name] = np.array([[len(text)]], dtype=np.float64)
+        v[self.count.name] = np.array([[n]], dtype=np.float64)
+        v[self.WORDS] = [text[a:e] for a, e in spans]  # as the sheet shows them: a character it cannot read too
 
 
 class PromptWords(Component):
@@ -269,6 +271,7 @@ its text. Every word is tokenized on its own: no token ever spans two words.</p>
 
     def __init__(self, layout: Layout, chars: PromptChars):
         super().__init__(layout)
+        self.chars = chars
         NW = self.n_rows = layout.T
         self.add_sheet("tok_words", f"Tokenizer 2: the words of the prompt, where each starts and how long it is "
                                     f"[{NW} words]")
@@ -292,12 +295,12 @@ its text. Every word is tokenized on its own: no token ever spans two words.</p>
         yield Constants(self.count.part(col=6), [["words"]], Style.HEADER)
 
     def _texts(self, v: Values) -> list[str]:
-        words = v["_words"][:self.n_rows]
+        words = v[PromptChars.WORDS][:self.n_rows]
         return words + [""] * (self.n_rows - len(words))
 
     def compute(self, v: Values) -> None:
-        words = v["_words"]
-        starts = np.flatnonzero(v["word_starts"][:, 0]) + 1
+        words = v[PromptChars.WORDS]
+        starts = np.flatnonzero(v[self.chars.blocks["word_starts"].name][:, 0]) + 1
         firsts = np.zeros(self.n_rows)
         lengths = np.zeros(self.n_rows)
         k = min(len(words), self.n_rows)
@@ -418,13 +421,13 @@ text comparison in spreadsheets ignores case, numbers do not.</p>
 
     def compute(self, v: Values) -> None:
         NW, W, V, none = self.n_words, WORD_SLOTS, self.layout.cfg.vocab_size, self.tables.none_rank
-        pairs = MergeTable.pairs(v, V)
-        keys = v["merge_keys"][:, 0]
+        pairs = self.tables.pairs(v, V)
+        keys = v[self.tables.keys.name][:, 0]
         shape = (self.symbols.n_rows, W)
         out = {n: np.full(shape, np.nan) for n in (self.symbols.name, *self.work)}  # NaN: the empty rows
         counts, best = np.full((shape[0], 1), np.nan), np.full((shape[0], 1), np.nan)
-        symbols0 = v["char_symbols"][:, 0].astype(np.int64)
-        firsts, lengths = v["word_first_chars"][:, 0].astype(int), v["word_lengths"][:, 0].astype(int)
+        symbols0 = v[self.words.chars.blocks["char_symbols"].name][:, 0].astype(np.int64)
+        firsts, lengths = v[self.words.starts.name][:, 0].astype(int), v[self.words.lengths.name][:, 0].astype(int)
         for w in range(NW):
             word = [int(s) for s in symbols0[firsts[w] - 1:firsts[w] - 1 + min(lengths[w], W)]] if firsts[w] else []
             for k in range(W):
@@ -490,7 +493,6 @@ their own over any of them.</p>
         self.n_tokens = self.add_block("n_tokens", 1, 1, row=4, col=11, note=f"Positions it fills (at most {T}): "
                                        "the prediction reads the last of them.")
         self.status = self.add_block("prompt_status", 1, 1, sheet=guide, row=STATUS_ROW, col=2, step=False)
-        layout.n_tokens = self.n_tokens
         self.read(bpe.symbols, bpe.counts)
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
@@ -537,8 +539,8 @@ their own over any of them.</p>
 
     def compute(self, v: Values) -> None:
         T, NW, W = self.layout.T, self.words.n_rows, WORD_SLOTS
-        last = v["bpe_symbols"][self.bpe.band_rows(W - 1)]
-        counts = v["bpe_counts"][self.bpe.band_rows(W - 1), 0].astype(int)
+        last = v[self.bpe.symbols.name][self.bpe.band_rows(W - 1)]
+        counts = v[self.bpe.counts.name][self.bpe.band_rows(W - 1), 0].astype(int)
         offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
         needed = int(counts.sum())
         n = min(needed, T)
@@ -550,6 +552,6 @@ their own over any of them.</p>
         v[self.word_of.name], v[self.piece.name], v[self.ids.name] = word_of[:, None], piece[:, None], ids[:, None]
         v[self.word_tokens.name], v[self.offsets.name] = counts[:, None].astype(float), offsets[:, None].astype(float)
         v[self.needed.name], v[self.n_tokens.name] = np.array([[needed]], float), np.array([[n]], float)
-        text = _text(v, "prompt")
-        words = v["_words"]
+        text = self.words.chars.text(v)
+        words = v[PromptChars.WORDS]
         v["_status"] = status_message(text, T, len(words), [len(w) for w in words], needed)

@@ -6,22 +6,8 @@ from typing import Iterable
 import numpy as np
 
 from ..layout import Block, Layout
-from .base import (ArrayFormula, BuildInputs, Cells, Component, Formula, Shown, Values, column, header,
+from .base import (ArrayFormula, BuildInputs, Cells, Component, Formula, Positions, Shown, Values, column, header,
                    labels_column)
-
-
-def last_position(layout: Layout) -> str:
-    """A formula for the 1-based row of the last filled position (the one that predicts)."""
-    if layout.n_filled is not None:
-        return "n_filled"
-    return "MAX(1,n_tokens)" if layout.n_tokens is not None else str(layout.T)
-
-
-def last_row(layout: Layout, v: Values) -> int:
-    """The 0-based row of the last filled position, as last_position computes it."""
-    if layout.n_filled is not None:
-        return int(v[layout.n_filled.name][0, 0]) - 1
-    return max(1, int(v["n_tokens"][0, 0])) - 1 if layout.n_tokens is not None else layout.T - 1
 
 
 class Logits(Component):
@@ -39,9 +25,10 @@ them apply the softmax: exp(logit &minus; max), then that divided by the sum of 
 them, with the maximum and the sum computed on sheet <code>prediction</code>.</p>
 """
 
-    def __init__(self, layout: Layout, final: Block, wte: Block, vocab: Block):
+    def __init__(self, layout: Layout, positions: Positions, final: Block, wte: Block, vocab: Block):
+        """positions: which of final's rows is the last filled one (it predicts)."""
         super().__init__(layout)
-        self.final, self.wte, self.vocab = final, wte, vocab
+        self.positions, self.final, self.wte, self.vocab = positions, final, wte, vocab
         V = layout.cfg.vocab_size
         self.add_sheet("logits", f"Logits for the next token: last position's ln_f row . each wte row [{V}]; "
                                  "probabilities")
@@ -50,14 +37,14 @@ them, with the maximum and the sum computed on sheet <code>prediction</code>.</p
             "token's row of wte (the same matrix as the input embedding: tied weights)."))
         self.text = self.out.part(col=2)  # each token's text
         self.last = None  # with a typed prompt: the final row of the last position it fills
-        if layout.n_tokens is not None:
+        if positions.count is not None:
             self.last = self.add_block("last_row", 1, final.n_cols, col=7, note=(
                 "The final row of the last filled position (the prompt's, or the last generated one): positions "
                 "after it are padding."))
         self.read(final, wte)
 
     def compute(self, v: Values) -> None:
-        last = v[self.final.name][last_row(self.layout, v)]  # [D]: only the last (real) position predicts
+        last = v[self.final.name][self.positions.last_row(v)]  # [D]: only the last (real) position predicts
         if self.last is not None:
             v[self.last.name] = last[None, :]  # [1, D]
         v[self.out.name] = (last @ v[self.wte.name].T)[:, None]  # [V, 1], tied unembedding
@@ -66,7 +53,7 @@ them, with the maximum and the sum computed on sheet <code>prediction</code>.</p
         T, D = self.final.shape
         last = self.final.span(T - 1, 0, T - 1, D - 1, True, True)
         if self.last is not None:
-            yield Formula(self.last, f"INDEX({self.final.col_ref(0)},{last_position(self.layout)})")
+            yield Formula(self.last, f"INDEX({self.final.col_ref(0)},{self.positions.last_position()})")
             yield header(self.last, [f"ln_f {j}" for j in range(D)])
             last = self.last.ref()
         if self.layout.options.arrays:

@@ -3,16 +3,21 @@ filled position's residual stream after every layer goes through the final layer
 the tied unembedding, as the real output does after the last layer."""
 from __future__ import annotations
 
-from typing import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
 from ..layout import Block, Layout
+from ..steps.base import (ArrayFormula, BuildInputs, CellFormulas, Cells, Component, Formula, Positions, Shown,
+                          Values, column, header, labels_column, token_texts)
+from ..steps.layer_norm import LayerNorm
 from ..xlsx import Style
-from .base import (ArrayFormula, BuildInputs, CellFormulas, Cells, Component, Formula, Shown, Values, column,
-                   header, labels_column, token_texts)
-from .layer_norm import LayerNorm
-from .unembed import last_position, last_row
+from .base import Forward, Probe
+
+if TYPE_CHECKING:
+    from ..lesson import Figure
+    from ..readback import BookContents
 
 
 class LensStream(Component):
@@ -24,10 +29,10 @@ last: through the final layer norm and the unembedding. Row <i>l</i> of this she
 that position's row of layer <i>l</i>'s output.</p>
 """
 
-    def __init__(self, layout: Layout, outputs: list[Block]):
+    def __init__(self, layout: Layout, positions: Positions, outputs: list[Block]):
         super().__init__(layout)
         L, D = len(outputs), layout.cfg.n_embd
-        self.outputs = outputs
+        self.positions, self.outputs = positions, outputs
         self.add_sheet("lens_stream", f"Logit lens 1: the last position's residual stream after each layer [{L} x {D}]")
         self.out = self.add_block("lens_stream", L, D, note=(
             "The last filled position's row of this layer's output (INDEX picks it by the number of filled "
@@ -35,12 +40,12 @@ that position's row of layer <i>l</i>'s output.</p>
         self.read(*outputs)
 
     def compute(self, v: Values) -> None:
-        t = last_row(self.layout, v)
+        t = self.positions.last_row(v)
         v[self.out.name] = np.stack([v[b.name][t] for b in self.outputs])  # [L, D]
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         for layer, b in enumerate(self.outputs):
-            yield Formula(self.out.part(row0=layer, n_rows=1), f"INDEX({b.col_ref(0)},{last_position(self.layout)})")
+            yield Formula(self.out.part(row0=layer, n_rows=1), f"INDEX({b.col_ref(0)},{self.positions.last_position()})")
         yield column(labels_column(self.out), (f"after layer {i}" for i in range(self.out.n_rows)))
         yield header(self.out, list(range(self.out.n_cols)))
 
@@ -150,13 +155,40 @@ guess layer by layer.</p>
                                                           "sum of exp"])
 
 
-def logit_lens(layout: Layout, outputs: list[Block], gain: Block, bias: Block, wte: Block, vocab: Block,
-               final_top: Block) -> list[Component]:
+def logit_lens(layout: Layout, model: Forward, on: int) -> list[Component]:
     """The lens's components: each layer's output at the last position, normed, unembedded, summarised."""
-    stream = LensStream(layout, outputs)
+    if not model.layer_outputs:
+        raise ValueError("the logit lens needs the layers' outputs")
+    w, vocab = model.inputs.weights, model.inputs.vocab.text
+    gain, bias, wte, final_top = w["ln_f.weight"], w["ln_f.bias"], w["wte.weight"], model.prediction.top_ids
+    stream = LensStream(layout, model.positions, list(model.layer_outputs))
     norm = LayerNorm(layout, "lens_norm", "lens_norm", "Logit lens 2: the final layer norm of each layer's row",
                      stream.out, gain, bias, stage="output", kind="lens_norm", short_title="Logit lens: final norm",
                      purpose="Here it is ln_f, applied to each layer's row as if that layer were the last.",
                      row_names=[f"after layer {i}" for i in range(stream.out.n_rows)])
     logits = LensLogits(layout, norm.out, wte, vocab)
     return [stream, norm, logits, LensSummary(layout, logits, final_top, vocab)]
+
+
+def lens_layers(book: BookContents, step: LensSummary, facts: dict, out: Path) -> list[tuple[str, Figure]]:
+    """The top token and its probability after each layer."""
+    from .. import figures
+    from ..lesson import IMG_DIR, Figure, visible
+
+    tops = [visible(book.token_text(int(i))) for i in book[step.top_ids.name][:, 0]]
+    probs = [float(p) for p in book[step.top_probs.name][:, 0]]
+    ranks = [int(r) for r in book[step.ranks.name][:, 0]]
+    final = visible(book.token_text(int(book[step.final_top.name][0, 0])))
+    src = f"{IMG_DIR}/lens-layers.png"
+    figures.lens_layers(tops, probs, ranks, final, out / src)
+    return [(step.sheet.name, Figure(src, "The logit lens: top token and probability after each layer",
+                                     "Each bar: the token the model would predict if it stopped after that layer, "
+                                     "and its probability; orange where it is already the final prediction."))]
+
+
+PROBE = Probe(
+    "lens", "the logit lens: each layer's prediction for the last position (default: on; it costs one unembedding "
+            "per layer, 1.2M cells on GPT-2 small; --no-lens leaves it out)",
+    logit_lens, default=1,
+    guide=lambda layout, on: ["The logit lens (sheet 'lens') shows what the model would predict after each layer."],
+    figures={LensSummary.kind: lens_layers})
