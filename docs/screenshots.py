@@ -32,7 +32,8 @@ PROMPT = "O Romeo, Romeo, wherefore art"
 SHOTS = {"lesson-index.png": ("index.html", 900), "lesson-attention.png": ("h0-probs.html", 1180),
          "lesson-tokenizer.png": ("tok_bpe.html", 1400)}
 FIGURES = {"lesson-generate.png": "generate-steps.png", "lesson-lens.png": "lens-layers.png",
-           "lesson-intervention.png": "controls-before-after.png"}
+           "lesson-intervention.png": "controls-before-after.png", "lesson-dla.png": "dla-grid.png"}
+SAMPLED = {"lesson-sample.png": "sample-seeds.png"}  # of a book that draws its tokens
 WIDTH = 1200  # browser window; the PNGs are scaled to 900 px wide to stay small
 
 
@@ -47,12 +48,15 @@ def main() -> None:
 
 
 def probes(tmp: Path) -> None:
-    """The figures of a book that writes on: its continuation, its lens, one head off."""
-    book = tmp / "writes.xlsx"
-    build("shakespeare", PROMPT, book, progress=False, probes={"generate": 6, "lens": 1})
-    export_lesson(book, tmp / "writes", progress=False)
-    for name, figure in FIGURES.items():
-        save(Image.open(tmp / "writes" / "img" / figure), name)
+    """The figures of a book that writes on: its continuation, its lens, its attribution, one
+    head off; and of one that draws: the prompt under five seeds."""
+    for kind, probes_on, figures in (("writes", {"generate": 6, "lens": 1, "dla": 1}, FIGURES),
+                                     ("draws", {"generate": 6, "sample": 1}, SAMPLED)):
+        book = tmp / f"{kind}.xlsx"
+        build("shakespeare", PROMPT, book, progress=False, probes=probes_on)
+        export_lesson(book, tmp / kind, progress=False)
+        for name, figure in figures.items():
+            save(Image.open(tmp / kind / "img" / figure), name)
 
 
 def guide(book: Path, tmp: Path) -> None:

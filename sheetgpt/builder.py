@@ -102,6 +102,8 @@ def written_after_prompt(options: BookOptions, typed_prompt: bool = True) -> int
             raise UserError(f"--{probe.name} {value}: give 0 or more")
         if value and probe.writes and not typed_prompt:
             raise UserError(f"--{probe.name} needs a book with a typed prompt (leave out --fixed)")
+        if value and probe.needs and not options.probe(probe.needs):
+            raise UserError(f"--{probe.name} is an option of --{probe.needs}: give both")
     return sum(options.probe(p.name) for p in probes.options() if p.writes)
 
 
@@ -210,7 +212,8 @@ class _SheetWriter:
         return SheetOptions(tab_color=TAB_COLORS.get(sheet.stage), freeze=(FIRST_ROW, FIRST_COL),
                             col_widths=[(1, 1, 16)], hyperlinks=[_back_link()],
                             notes=[(b.row, b.col, c.notes[b.name]) for b, c in owners if b.name in c.notes],
-                            color_scales=[b.box() for b, c in owners if b in c.color_scales])
+                            color_scales=[b.box() for b, c in owners if b in c.color_scales],
+                            signed_scales=[b.box() for b, c in owners if b in c.signed_scales])
 
     def _put_cells(self, rows: Rows, cells: Cells, si: int) -> int:
         w = cells.where

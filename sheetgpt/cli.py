@@ -270,8 +270,13 @@ def _eval(args) -> int:
         except OSError as e:
             raise UserError(f"cannot write {args.logits}: {e.strerror or e}") from None
     if args.json:
-        print(json.dumps({"top": [vars(t) for t in top], "model": about, "generated": written}))
+        out = {"top": [vars(t) for t in top], "model": about}
+        if written is not None:  # the ids the book writes after the prompt, and their text
+            out |= {"generated": [i for i, _ in written], "generated_text": "".join(text for _, text in written)}
+        print(json.dumps(out))
         return 0
+    if written is not None:
+        written = "".join(text for _, text in written)
     if written is not None:
         print(f"the workbook writes after the prompt: {written!r}")
     print(f"next token after the {'generated text' if written is not None else 'prompt'}, as the workbook "

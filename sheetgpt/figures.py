@@ -205,3 +205,40 @@ def before_after(labels: list[str], before: list[float], after: list[float], wha
     ax.legend(loc="lower right", fontsize=9)
     ax.spines[["top", "right"]].set_visible(False)
     _save(fig, path)
+
+
+def attribution_grid(heads: np.ndarray, biases: np.ndarray, mlps: np.ndarray, embed: float, target: str,
+                     path: Path) -> None:
+    """Direct logit attribution: each head's contribution [layers, heads], then each layer's
+    attention bias and MLP, on one diverging scale (red: up, blue: down), numbers written in;
+    the embedding's in the title."""
+    L, H = heads.shape
+    grid = np.full((L, H + 3), np.nan)
+    grid[:, :H], grid[:, H + 1], grid[:, H + 2] = heads, biases, mlps
+    span = float(np.nanmax(np.abs(grid))) or 1.0
+    fig = Figure(figsize=(min(16.0, 2.5 + 0.75 * (H + 3)), 1.8 + 0.45 * L), layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(grid, cmap=colormaps["RdBu_r"].with_extremes(bad="#ffffff"), vmin=-span, vmax=span, aspect="auto")
+    for (i, j), x in np.ndenumerate(grid):
+        if np.isfinite(x):
+            ax.text(j, i, f"{x:.2g}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(H + 3), [f"head {h}" for h in range(H)] + ["", "attn bias", "MLP"], fontsize=8, rotation=90)
+    ax.set_yticks(range(L), [f"layer {i}" for i in range(L)], fontsize=8)
+    ax.set_title(tex_safe(f"Who pushed \u201c{target}\u201d up (red) or down (blue); the embedding: {embed:.2g}"))
+    fig.colorbar(im, ax=ax, shrink=0.8, label="contribution to the logit")
+    _save(fig, path)
+
+
+def seeded_texts(prompt: str, texts: list[tuple[int, str]], path: Path) -> None:
+    """The same prompt written on under several seeds: one line each, the written part in orange."""
+    fig = Figure(figsize=(9.0, 1.0 + 0.5 * len(texts)), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    for k, (seed, text) in enumerate(texts):
+        y = 1 - (k + 0.5) / len(texts)
+        ax.text(0.0, y, f"seed {seed}", fontsize=10, color=GREY, va="center", transform=ax.transAxes)
+        shown = ax.text(0.12, y, tex_safe(prompt), fontsize=11, va="center", transform=ax.transAxes)
+        ax.annotate(tex_safe(text), xycoords=shown, xy=(1, 0.5), va="center", fontsize=11, color=ORANGE,
+                    fontweight="bold")
+    ax.set_title("One prompt, five seeds: each seed draws its own text")
+    _save(fig, path)

@@ -84,7 +84,7 @@ def output(layout: Layout, x: Block, inputs: Inputs, streams: Sequence[Block] = 
     for probe, value in _probes(layout, writes=False):
         parts += probe.compose(layout, model, value)
     selftest = SelfTest(layout)
-    inputs.guide.show(prediction, selftest, inputs.prompt)
+    inputs.guide.show(prediction, selftest, None if inputs.prompt is None else inputs.prompt.n_tokens)
     return parts + [selftest, inputs.guide, Metadata(layout, [p.name for p in probes.options()])]
 
 

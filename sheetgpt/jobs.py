@@ -10,7 +10,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .builder import BuildResult, plan_book, typed_positions, why_the_sheet_cannot_read, write_book, written_after_prompt
+from .builder import (BuildResult, plan_book, typed_positions, why_the_sheet_cannot_read, write_book,
+                      written_after_prompt)
 from .engines import CellOverride
 from .errors import UserError
 from .layout import BookOptions
@@ -125,10 +126,11 @@ class Ranked:
 
 
 def evaluate_top(book: Path, k: int, engine: str = "fast", progress: bool | None = None,
-                 overrides: Sequence[CellOverride] = ()) -> tuple[list[Ranked], np.ndarray, str, str | None]:
+                 overrides: Sequence[CellOverride] = ()
+                 ) -> tuple[list[Ranked], np.ndarray, str, list[tuple[int, str]] | None]:
     """The workbook's own top-k next tokens, its last-position logits, what its model is,
-    and the text it generates (None: it does not); `overrides`: as if those cells held
-    those values."""
+    and the tokens it writes after the prompt, (id, text) each (None: it does not write);
+    `overrides`: as if those cells held those values."""
     if k < 1:
         raise UserError("--top must be at least 1")
     contents = load_book(book, engine, progress, overrides=overrides)
@@ -136,7 +138,7 @@ def evaluate_top(book: Path, k: int, engine: str = "fast", progress: bool | None
     probs = contents.numbers(contents.layout.blocks["next_probs"], "probability")[:, 0]  # at the book's temperature
     top = [Ranked(int(i), contents.token_text(int(i)), float(probs[i]), float(logits[i])) for i in top_k(logits, k)]
     writers = [p for p in PROBES.values() if p.written and contents.layout.options.probe(p.name)]
-    written = "".join(contents.token_text(i) for p in writers for i in p.written(contents)) if writers else None
+    written = [(i, contents.token_text(i)) for p in writers for i in p.written(contents)] if writers else None
     return top, logits, f"model {contents.model_name}: {contents.model_about}", written
 
 

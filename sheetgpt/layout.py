@@ -163,6 +163,7 @@ class Layout:
         self._steps: set[str] = set()
         self._weights: dict[str, Block] = {}
         self._owners: dict[str, Component | None] = {}
+        self.given: list[str] = []  # blocks the learner may fill, which the reference reads (readback.given)
         self.components: list[Component] = list(architecture(self))
         order = {s.name: (GROUPS[s.stage], k) for k, s in enumerate(self._sheets)}
         self.sheets = sorted(self._sheets, key=lambda s: order[s.name])
@@ -189,8 +190,9 @@ class Layout:
 
     def add_block(self, sheet: Sheet, name: str, n_rows: int, n_cols: int, row: int = FIRST_ROW,
                   col: int = FIRST_COL, step: bool = True, heads: int = 1,
-                  owner: "Component | None" = None) -> Block:
-        """A named block; `step`: computed by the forward pass and compared by check."""
+                  owner: "Component | None" = None, given: bool = False) -> Block:
+        """A named block; `step`: computed by the forward pass and compared by check;
+        `given`: cells the learner may fill (empty or a number), which the reference reads."""
         if any(b.name == name for b in self._blocks):
             raise ValueError(f"two blocks named {name!r}")
         block = Block(name, sheet.name, row, col, n_rows, n_cols, heads)
@@ -199,6 +201,8 @@ class Layout:
         self._owners[name] = owner
         if step:
             self._steps.add(name)
+        if given:
+            self.given.append(name)
         return block
 
     @property

@@ -82,12 +82,11 @@ class BookContents:
 
     def given(self) -> dict[str, np.ndarray]:
         """The book's inputs for the reference besides weights and ids: the controls as the
-        book holds them; in a typed-prompt book also the prompt text, the tokenizer's tables
-        and the override cells (NaN where empty)."""
+        book holds them, the cells the learner may fill (NaN where empty: the typed prompt's
+        override cells, its tokenizer's tables, a probe's), and the prompt text."""
         out = {name: self.numbers(self.layout.blocks[name], "control") for name in CONTROLS}
+        out |= {name: self[name] for name in self.layout.given}
         if self.layout.typed_prompt:
-            out |= {name: self[name] for name in ("byte_ids", "merge_keys", "merge_ranks", "merge_ids",
-                                                  "token_overrides")}
             out["prompt"] = np.array([[self.prompt]], dtype=object)
         return out
 

@@ -170,6 +170,7 @@ class SheetOptions:
     hyperlinks: Sequence[tuple[str, str, str]] = ()  # (cell, location like 'Sheet'!A1, tooltip)
     hidden: bool = False
     color_scales: Sequence[str] = ()  # ranges (e.g. B3:K12) shaded white -> blue by value
+    signed_scales: Sequence[str] = ()  # ranges shaded blue (lowest) -> white (0) -> orange (highest)
     notes: Sequence[tuple[int, int, str]] = ()  # (row, col, text): cell notes (comments)
     fit_width: bool = False  # print (and export to PDF) one page wide, landscape
 
@@ -392,6 +393,10 @@ def _sheet_tail(opt: SheetOptions) -> str:
         tail += (f'<conditionalFormatting sqref="{ref}"><cfRule type="colorScale" priority="{priority}">'
                  '<colorScale><cfvo type="min"/><cfvo type="max"/><color rgb="FFFFFFFF"/><color rgb="FF5B9BD5"/>'
                  "</colorScale></cfRule></conditionalFormatting>")
+    for priority, ref in enumerate(opt.signed_scales, len(opt.color_scales) + 1):
+        tail += (f'<conditionalFormatting sqref="{ref}"><cfRule type="colorScale" priority="{priority}">'
+                 '<colorScale><cfvo type="min"/><cfvo type="num" val="0"/><cfvo type="max"/><color rgb="FF5B9BD5"/>'
+                 '<color rgb="FFFFFFFF"/><color rgb="FFED7D31"/></colorScale></cfRule></conditionalFormatting>')
     if opt.hyperlinks:
         tail += "<hyperlinks>" + "".join(
             f'<hyperlink ref="{cell}" location="{escape_attr(loc)}" display="{escape_attr(tip)}"/>'

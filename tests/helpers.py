@@ -573,3 +573,36 @@ def session_processes(sid: int) -> list[int]:
 
 
 CELLS_FORM_ENGINES = ("formulas", "ironcalc")  # they compute array formulas wrong or not at all
+
+
+def hf_with_book_weights(hf_model, book: Path):
+    """transformers' GPT-2 in float64 with the weights as the book holds them (its cells are
+    the float32 weights written to 9 digits, read back as float64)."""
+    import copy
+
+    import torch
+    from sheetgpt.readback import load_book
+
+    hf = copy.deepcopy(hf_model).double()
+    weights = load_book(book).weights
+    with torch.no_grad():
+        for name in weights.params:
+            hf.transformer.get_parameter(name).copy_(torch.from_numpy(np.asarray(weights[name], np.float64)))
+    return hf
+
+
+def hf_from_book(book: Path):
+    """A transformers GPT-2 of the book's shape in float64, holding the book's weights."""
+    import torch
+    import transformers
+    from sheetgpt.readback import load_book
+
+    weights = load_book(book).weights
+    c = weights.config
+    cfg = transformers.GPT2Config(n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, n_positions=c.n_ctx,
+                                  vocab_size=c.vocab_size, layer_norm_epsilon=c.layer_norm_epsilon)
+    hf = transformers.GPT2LMHeadModel(cfg).double().eval()
+    with torch.no_grad():
+        for name in weights.params:
+            hf.transformer.get_parameter(name).copy_(torch.from_numpy(np.asarray(weights[name], np.float64)))
+    return hf

@@ -89,7 +89,8 @@ def test_failed_build_keeps_existing_file(tmp_path):
 
 
 def test_build_readme_command(tmp_path, tiny_book):
-    r = run_cli("build", TINY_PROMPT, "--model", "tiny", "--fixed", "--no-lens", "-o", "out/t.xlsx", cwd=tmp_path)
+    r = run_cli("build", TINY_PROMPT, "--model", "tiny", "--fixed", "--no-lens", "--no-dla", "-o", "out/t.xlsx",
+                cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     assert _files(tmp_path) == ["out", "out/t.xlsx"]

@@ -101,10 +101,11 @@ def model():
 
 def expected_sheets(n_layer: int) -> list[str]:
     """The lesson's pages of a typed-prompt book: the controls, the tokenizer, the model,
-    then the logit lens (on by default for a model this small)."""
+    then the logit lens and attribution (on by default)."""
     return (["controls", "tok_chars", "tok_words", "tok_bpe", "tok_ids", "tokens", "embed_tok", "embed"]
             + [f"h{i} {s}" for i in range(n_layer) for s in LAYER_STEPS]
-            + ["ln_f", "logits", "prediction", "lens_stream", "lens_norm", "lens_logits", "lens"])
+            + ["ln_f", "logits", "prediction", "lens_stream", "lens_norm", "lens_logits", "lens",
+               "dla_pieces", "dla_dir", "dla"])
 
 
 def sheet_of(page: Page) -> str:

@@ -4,14 +4,13 @@ the vector added by a hook, the logit lens equals ln_f + unembedding of each lay
 state, the temperature divides the logits; LibreOffice computes the same book alike."""
 from __future__ import annotations
 
-import copy
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import run_cli
+from helpers import hf_with_book_weights, run_cli
 from sheetgpt.builder import build_workbook
 from sheetgpt.check import check_workbook
 from sheetgpt.engines import CellOverride
@@ -40,15 +39,7 @@ def probe_book(model, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def hf64(hf_model, probe_book):
-    """transformers' GPT-2 in float64 with the weights as the book holds them (its cells are
-    the float32 weights written to 9 digits, read back as float64)."""
-    import torch
-    hf = copy.deepcopy(hf_model).double()
-    weights = load_book(probe_book).weights
-    with torch.no_grad():
-        for name in weights.params:
-            hf.transformer.get_parameter(name).copy_(torch.from_numpy(np.asarray(weights[name], np.float64)))
-    return hf
+    return hf_with_book_weights(hf_model, probe_book)
 
 
 @pytest.fixture(scope="module")
@@ -249,6 +240,8 @@ def test_build_steer_makes_the_vector_from_the_two_texts(hf_model_dir, hf64, mod
 @pytest.mark.parametrize("args,message", [
     (["--fixed", "--generate", "2"], "--generate needs a book with a typed prompt"),
     (["--generate", "2", "--positions", "3"], "--positions 3: give 4"),
+    (["--sample"], "--sample is an option of --generate: give both"),
+    (["--generate", "-1"], "--generate -1: give 0 or more"),
     (["--steer-layer", "9"], "--steer-layer 9"),
     (["--steer-vector", "missing.npy"], "no such file"),
 ])
@@ -273,7 +266,8 @@ def test_cli_eval_shows_the_continuation_and_the_books_temperature(probe_book, h
     out = json.loads(r.stdout)
     ids = model.tokenizer.encode(PROMPTS[1])
     want, logits = hf_generate(hf64, ids)
-    assert out["generated"] == "".join(model.tokenizer.token_text(i) for i in want[len(ids):])
+    assert out["generated"] == want[len(ids):]
+    assert out["generated_text"] == "".join(model.tokenizer.token_text(i) for i in want[len(ids):])
     import torch
     with torch.no_grad():
         last = hf64(torch.tensor([want])).logits[0, -1].numpy()

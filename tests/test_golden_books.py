@@ -39,28 +39,28 @@ LONG_PROMPT = ("To be, or not to be, that is the question: whether 'tis nobler i
 # (model fixture and options, prompt) -> SHA-256 of the book's parts (see digest)
 DIGESTS = {
     ("tiny", "short"):
-        "d5938d98c26132d9149ef18560b7ed10672e3ac40adcd6d4fe81fb855d725497",
+        "ec18870619415d0a78760297ceab0535f29b4b2608a6ee4998150bd316a1b6eb",
     ("tiny", "long"):
-        "e615cf475eff4dc726c43511c5d1297264fdf1bac8ee6ca9f49cfc6a27ceee25",
+        "16ecf31faf23a94bf51e47be4535702dcb1c95e87d05c923414965a231abb147",
     ("small_dir", "short"):
-        "9c798c5c1a1ea4b3565ee892d2d9b5e79780876c81f7c92ccdc6dfc0a01fedbb",
+        "cabf657bbe47cc5e0b0a58cbcfba36aaec212b31665d41aa2f4a6a3856703196",
     ("small_dir", "long"):
-        "5d69941087036b097a2416f4f81d34a598ce107939e5a711429e589dfa6015f5",
+        "a38f002783ed267876b06e4c76f91c8a7ed5ee7fa25b60948d12bd8161d46c31",
     ("hf_dir", "short"):
-        "e522b4d42c16460464c53d5e8898797195f0dabff4545197ae22377aa4577280",
+        "8d212ed62fd0917b56839f64ce4cfe1790ab03e72b21ff052561f446c264be83",
     ("tiny-compact", "short"):
-        "502765fb5ee9f22fd1ae35459354ce183ce56a21c204fec55de0693b0a0abb77",
+        "5fe06806a91093289f53963ba147726767d6dfe9bb28fa39554340bdb531af53",
     ("hf_dir", "long"):
-        "58e501a8a2ea6b84d290731a8671851e57860d633e5e94ed45cfc0fa16461c6c",
+        "adf65169b745646d583119dfb7d987a4b9753c3e8dfe25a9663da112eca886dc",
     ("tiny-typed", "short"):
-        "e70781beff9355c42e1d27adcef60b6032a4e6238f767bff1a144aa74b0cf972",
+        "16712072f676160c95299dc46203c5996d81cacf15540f2bd5091d5e36c957c2",
     ("tiny-cells", "short"):
-        "24affbc9304ab73f99520145cd61696c0f1c68ed37fd1a0470cd26ce1ff8e5be",
+        "3e9ff60c8d58a0c6bfe30233409e491ae0b57da102452e7ce4c31bd6febb7d05",
     ("tiny-probes", "short"):
-        "04e80cb8c536edc84e9a2a0761f6d9d85a552ad7a8ac306997afc3caec86d57c",
+        "263abee5df4e81d00859dc73b6685b92c6ce4d2d794ffb1cf86bd036ea2f56e1",
 }
 SLOW_DIGESTS = {("small-random", "short"):
-        "25f3e8339f0cfd1704b51134a35bc04f8544fca8092258e49360d60a8a4f111d"}
+        "50bfbff17cef569f9b278387dc0fdd4142952c33c7fc73369341b30283f7aef8"}
 PROMPTS = {"short": {"tiny": TINY_PROMPT, "small_dir": SMALL_PROMPT, "hf_dir": TINY_PROMPT,
                      "small-random": TINY_PROMPT},
            "long": {"tiny": LONG_PROMPT, "small_dir": "The sheet is the sheet is", "hf_dir": LONG_PROMPT[:90]}}
@@ -92,7 +92,8 @@ def _model(kind: str, request: pytest.FixtureRequest):
 def _build(kind: str, length: str, request, out: Path) -> Path:
     model, _, option = (kind.rpartition("-") if kind.endswith(("-compact", "-typed", "-probes", "-cells"))
                         else (kind, "", ""))
-    options = (BookOptions(probes={"generate": 3, "lens": 1}) if option == "probes" else BookOptions(form="cells")
+    options = (BookOptions(probes={"generate": 3, "sample": 1, "lens": 1, "dla": 1}) if option == "probes"
+               else BookOptions(form="cells")
                if option == "cells" else BookOptions())
     build_workbook(_model(model, request), PROMPTS[length][model], out, progress=False, compact=option == "compact",
                    typed_prompt=option in ("typed", "probes"), options=options)

@@ -71,6 +71,8 @@ class Books:
             "tiny": lambda: (tiny_model, {"prompt": "Mike is quick. He moves"}),
             "shakespeare": lambda: (load_model("shakespeare"), {"prompt": "O Romeo, Romeo, wherefore art"}),
             "generate3": lambda: (micro, {"positions": 12, "generate": 3}),
+            "sample3": lambda: (micro, {"positions": 12, "generate": 3, "sample": 1,
+                                        "controls": {"temperature": np.array([[2.0]])}}),
             "head_off_steered": lambda: (micro, {"controls": probes}),
         }
         self._dir, self._built = directory, {}
@@ -79,7 +81,8 @@ class Books:
         name, form = key if isinstance(key, tuple) else (key, "arrays")
         if (name, form) not in self._built:
             model, kwargs = self._recipes[name]()
-            options = BookOptions(form, probes={"generate": kwargs.pop("generate", 0), "lens": 1})
+            probes = {"generate": kwargs.pop("generate", 0), "sample": kwargs.pop("sample", 0), "lens": 1, "dla": 1}
+            options = BookOptions(form, probes=probes)
             self._built[name, form] = _build(model, self._dir / f"{name}-{form}.xlsx", options=options, **kwargs)
         return self._built[name, form]
 
@@ -95,7 +98,7 @@ def _assert_right(report, what: str) -> None:
                        report.errors[:3], report.inputs)
 
 
-@pytest.mark.parametrize("book", ["micro", "tiny", "shakespeare", "generate3", "head_off_steered"])
+@pytest.mark.parametrize("book", ["micro", "tiny", "shakespeare", "generate3", "sample3", "head_off_steered"])
 @pytest.mark.parametrize("program", PROGRAMS)
 def test_a_fresh_open_computes_every_cell_right(program: str, book: str, books):
     report = check_workbook(books[book, FORM[program]], engine=program, progress=False)

@@ -966,20 +966,20 @@ def test_invalid_token_id_is_a_user_error_naming_its_cell(book, mut_model, tmp_p
 
 # --- the books people open: typed prompt, generation, the lens ----------------------------------
 
-N_TYPED = 200  # formula mutations of the typed, generating book in the default run
-TYPED_SHEETS = ("tok_chars", "tok_bpe", "generate", "lens")  # PER_SHEET of them in each of these
+N_TYPED = 100  # formula mutations of the typed, generating book in the default run (each about 1 s)
+TYPED_SHEETS = ("tok_chars", "tok_bpe", "generate", "sample", "lens", "dla")  # PER_SHEET of them in each of these
 
 
 @pytest.fixture(scope="module")
 def typed_book(mut_model, tmp_path_factory) -> Book:
-    """The default kind of book (a typed prompt tokenized in formulas, the logit lens) that
-    also writes 3 tokens: every sheet kind in one book."""
+    """The default kind of book (a typed prompt tokenized in formulas, the logit lens,
+    attribution) that also writes 3 tokens, drawn: every sheet kind in one book."""
     from sheetgpt.builder import build_workbook
     from sheetgpt.layout import BookOptions
 
     path = tmp_path_factory.mktemp("typed_mutation") / "typed.xlsx"
     build_workbook(mut_model, "Attention compares", path, progress=False, typed_prompt=True, positions=10,
-                   options=BookOptions(probes={"generate": 3, "lens": 1}))
+                   options=BookOptions(probes={"generate": 3, "sample": 1, "lens": 1, "dla": 1}))
     return book_under_test(path)
 
 

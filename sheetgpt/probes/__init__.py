@@ -4,7 +4,7 @@ that write first: later ones read what was written). Adding a probe is writing i
 from __future__ import annotations
 
 from .base import Forward, Inputs, Probe, Written
-from . import ablation, generation, lens
+from . import ablation, attribution, generation, lens, sampling
 
 PROBES: dict[str, Probe] = {}
 
@@ -17,7 +17,9 @@ def register(probe: Probe) -> None:
 
 
 register(generation.PROBE)
+register(sampling.PROBE)
 register(lens.PROBE)
+register(attribution.PROBE)
 register(ablation.PROBE)
 
 

@@ -92,3 +92,4 @@ class Probe:
     guide: Callable[[Layout, int], list[str]] = _no_lines  # its lines in the Guide's how-to
     figures: Mapping[str, FigureMaker] = field(default_factory=dict)  # lesson pictures, by page kind
     written: Callable[["BookContents"], list[int]] | None = None  # the ids it wrote (eval shows their text)
+    needs: str | None = None  # the probe it is an option of (sampling: generation)

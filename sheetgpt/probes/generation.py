@@ -21,6 +21,7 @@ from ..steps.base import (ArrayFormula, BuildInputs, CellFormulas, Cells, Compon
 from ..steps.guide import GENERATED_ROW, GUIDE_SHEET, PROMPT_ROW, guide_text
 from ..xlsx import Style
 from .base import Forward, Probe, Written
+from .sampling import Sampling
 
 if TYPE_CHECKING:
     from ..lesson import Figure
@@ -106,17 +107,22 @@ position goes through every layer like the prompt's own tokens, visible cell by 
 its attention reads only earlier positions, so nothing circles back.</p>
 """
 
-    def __init__(self, layout: Layout, logits: NextTokenLogits, vocab: Block, positions: Positions, prompt: Block):
+    def __init__(self, layout: Layout, logits: NextTokenLogits, vocab: Block, positions: Positions, prompt: Block,
+                 sampling: Sampling | None = None):
         """positions: the prompt's; the generation's (self.positions) count the written ones too.
-        prompt: the prompt cell, which the Guide shows with the generated text after it."""
+        prompt: the prompt cell, which the Guide shows with the generated text after it.
+        sampling: the draws the written tokens are (None: each is the favourite)."""
         super().__init__(layout)
         T, K = layout.T, logits.K
         self.logits, self.vocab, self.span, self.K, self.prompt = logits.out, vocab, logits.span, K, prompt
-        self.add_sheet("generate", f"Generation: the next token after each position (argmax of its logits), and "
+        self.draws = None if sampling is None else sampling.pick
+        how = "argmax of its logits" if sampling is None else "drawn on sheet sample"
+        self.add_sheet("generate", f"Generation: the next token after each position ({how}), and "
                                    f"the {K} tokens the book writes after the prompt")
         self.next_ids = self.add_block("next_ids", T - 1, 1, note=(
             "The token with the largest logit after this position (MATCH of the MAX; ties to the lowest id). "
-            "Empty where the next position is not generated."))
+            if sampling is None else "The token drawn after this position (sheet sample). ")
+            + "Empty where the next position is not generated.")
         self.next_text = self.next_ids.part(col=3)
         self.start = self.add_block(GEN_START, 1, 1, row=3, col=6, note="The first generated position: right "
                                                                           "after the prompt.")
@@ -127,15 +133,15 @@ its attention reads only earlier positions, so nothing circles back.</p>
         self.generated_text = self.generated.part(col=10)
         self.n_tokens = logits.n_tokens
         self.positions = dataclasses.replace(positions, count=self.filled, may_be_empty=False)
-        self.read(self.logits, self.n_tokens)
+        self.read(self.logits, self.n_tokens, *([self.draws] if self.draws else []))
 
     def compute(self, v: Values) -> None:
         T, K = self.layout.T, self.K
         span = self.span(v)
         logits = v[self.logits.name]  # [V, T - 1], NaN where not generated
         nxt = np.full((T - 1, 1), np.nan)
-        for q in span:
-            nxt[q - 1, 0] = np.argmax(logits[:, q - 1])  # the first of the largest, as MATCH finds it
+        for q in span:  # the draw, or the first of the largest, as MATCH finds it
+            nxt[q - 1, 0] = v[self.draws.name][q - 1, 0] if self.draws else np.argmax(logits[:, q - 1])
         generated = np.full((K, 1), np.nan)
         generated[:len(span), 0] = nxt[span.start - 1:span.stop - 1, 0]
         v[self.next_ids.name], v[self.generated.name] = nxt, generated
@@ -146,8 +152,10 @@ its attention reads only earlier positions, so nothing circles back.</p>
         T, K, V = self.layout.T, self.K, self.logits.n_rows
         yield column(labels_column(self.next_ids), range(T - 1))
         yield header(self.next_ids.part(n_cols=2), ["next token id after position (column A)", "next token"])
+        choice = ((lambda p, col: f"MATCH(MAX({col}),{col},0)-1") if self.draws is None else
+                  (lambda p, col: self.draws.at(p, 0)))
         yield CellFormulas(self.next_ids, [[
-            f"IF(AND({p + 1}>={self.start.name},{p + 1}<{self.filled.name}),MATCH(MAX({col}),{col},0)-1,\"\")"
+            f"IF(AND({p + 1}>={self.start.name},{p + 1}<{self.filled.name}),{choice(p, col)},\"\")"
             for col in [self.logits.span(0, p, V - 1, p, True, True)]] for p in range(T - 1)], Style.INTEGER)
         vocab = self.vocab.span(0, 0, V - 1, 0, True, True)
         yield Formula(self.next_text, f"IF({self.next_ids.cell(0, 0)}=\"\",\"\",INDEX({vocab},"
@@ -198,15 +206,20 @@ def generation(layout: Layout, model: Forward, K: int) -> Written:
         raise ValueError("generation needs a typed prompt")
     logits = NextTokenLogits(layout, model.ln_f.out, inputs.weights["wte.weight"], inputs.vocab.text,
                              inputs.prompt.n_tokens, K)
-    written = Generation(layout, logits, inputs.vocab.text, model.positions, inputs.prompt.words.chars.prompt)
+    sampled = layout.options.probe("sample")
+    draws = Sampling(layout, logits.out, inputs.controls, GEN_START, N_FILLED) if sampled else None
+    written = Generation(layout, logits, inputs.vocab.text, model.positions, inputs.prompt.words.chars.prompt, draws)
     inputs.tokens.generate_from(written)
-    return Written([logits, written], written.positions)
+    return Written([logits, *([draws] if draws else []), written], written.positions)
 
 
 def guide_lines(layout: Layout, K: int) -> list[str]:
     lines = [f"This book writes {K} tokens after the prompt, each the favourite after the position before it (sheet "
              f"'generate'). Each costs one more position on every sheet and one unembedding of "
              f"{layout.cfg.vocab_size:,} dot products (sheet 'next_logits')."]
+    if layout.options.probe("sample"):
+        lines.append("Each written token is drawn at random among the most likely ones, at the temperature on sheet "
+                     "'controls': change sample_seed on sheet 'sample' and the book writes another text.")
     return lines + ([] if layout.options.arrays else [LIBREOFFICE_WRITING])
 
 

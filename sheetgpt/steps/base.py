@@ -127,6 +127,7 @@ class Component:
         self.layout = layout
         self.notes: dict[str, str] = {}  # block name -> note on its first cell
         self.color_scales: list[Block] = []  # blocks shaded by value
+        self.signed_scales: list[Block] = []  # blocks shaded by sign: blue below 0, white at 0, orange above
         self.reads: list[Block] = []  # blocks of other components it reads, in order of use
 
     def add_sheet(self, name: str, title: str) -> Sheet:

@@ -38,7 +38,8 @@ This sheet holds the changes that teach the most, each one cell away:</p>
   difference of the two texts' streams there: push the model from B towards A.</li>
   <li><b>Temperature</b>: the prediction divides the logits by it before the softmax.
   Below 1 the favourite grows more certain, above 1 the choice spreads out. The greedy
-  choice itself does not change.</li>
+  choice itself does not change; a book that draws its tokens (<code>--sample</code>)
+  draws them at this temperature.</li>
 </ul>
 <p>At 1, 0 and 1 the book computes plain GPT-2.</p>
 """
@@ -74,7 +75,8 @@ This sheet holds the changes that teach the most, each one cell away:</p>
                                                                "temperature"], Style.HEADER)
         yield Formula(self.temperature_status, f'IF(AND(ISNUMBER(temperature),temperature>0),"{TEMPERATURE_OK}",'
                                                f'"{TEMPERATURE_BAD}")', Style.DEFAULT,
-                      shows=Shown("temperature_status", lambda v, vocab: [temperature_status(v[self.temperature.name][0, 0])]))
+                      shows=Shown("temperature_status",
+                                  lambda v, vocab: [temperature_status(v[self.temperature.name][0, 0])]))
         yield header(self.vector, list(range(self.vector.n_cols)))
         yield column(labels_column(self.vector), ["steering vector"], Style.HEADER)
 

@@ -2,7 +2,7 @@
 edit it, and a map of every sheet with links."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from ..a1 import quote_sheet
 from ..layout import Block, Layout
@@ -10,9 +10,6 @@ from ..xlsx import SheetOptions, Style
 from .base import BuildInputs, CellFormulas, Cells, Component, Constants, Shown, column, token_texts
 from .prediction import Prediction
 from .selftest import SelfTest
-
-if TYPE_CHECKING:
-    from .prompt import PromptIds
 
 GUIDE_SHEET = "Guide"
 HOW_TO = [
@@ -62,10 +59,10 @@ class Guide(Component):
         self.how_to = how_to[:-1] + extra + how_to[-1:]
         self.map_row = HOW_TO_ROW + len(self.how_to) + 1  # the map's header row
 
-    def show(self, prediction: Prediction, selftest: SelfTest, prompt: PromptIds | None = None) -> None:
+    def show(self, prediction: Prediction, selftest: SelfTest, n_tokens: Block | None = None) -> None:
         """The prediction, the program's self-test and the typed prompt's token count the
         Guide shows, declared after the Guide: the prompt comes first."""
-        self.prediction, self.selftest, self.prompt = prediction, selftest, prompt
+        self.prediction, self.selftest, self.n_tokens = prediction, selftest, n_tokens
         self.read(prediction.top_text, prediction.top_probs, prediction.top_ids, selftest.status)
 
     def _mapped(self) -> list:
@@ -83,7 +80,7 @@ class Guide(Component):
                  ("Tokens", None if typed else len(inputs.ids))]
         if typed:
             facts.append(("Tokenizer", None))  # the prompt, its token count and status are the tokenizer's
-            n_tokens, T = self.prompt.n_tokens.name, self.layout.T
+            n_tokens, T = self.n_tokens.name, self.layout.T
             yield CellFormulas(Block("", GUIDE_SHEET, PROMPT_ROW + 1, 2, 1, 1), [[f"{n_tokens}&\" of {T} positions\""]],
                                Style.DEFAULT, Shown("guide_n_tokens", lambda v, vocab: [
                                    f"{int(v[n_tokens][0, 0])} of {T} positions"]))
@@ -115,7 +112,7 @@ class Guide(Component):
     def sheet_options(self, inputs: BuildInputs) -> SheetOptions:
         links = [(f"A{r}", f"{quote_sheet(s.name)}!A1", f"go to {s.name}")
                  for r, s in enumerate(self._mapped(), self.map_row + 1)]
-        return SheetOptions(tab_color="FFC000", col_widths=[(1, 1, 24), (2, 2, 60), (3, 4, 14)],
+        return SheetOptions(tab_color="FFC000", col_widths=[(1, 1, 24), (2, 2, 60), (3, 4, 14), (6, 6, 22)],
                             hyperlinks=links, fit_width=True)
 
 

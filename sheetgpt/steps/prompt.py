@@ -106,11 +106,11 @@ class MergeTable(Component):
         self.none_rank = n_merges  # larger than every rank: "no merge"
         self.add_sheet("merges", f"Tokenizer tables: byte -> token id [{N_CODES}], merges sorted by pair key "
                                  f"[{n_merges}]")
-        self.byte_ids = self.add_block("byte_ids", N_CODES, 1, step=False)
+        self.byte_ids = self.add_block("byte_ids", N_CODES, 1, step=False, given=True)
         rows = n_merges + 1  # a first row below every key: MATCH(key, keys, 1) never fails
-        self.keys = self.add_block("merge_keys", rows, 1, col=5, step=False)
-        self.ranks = self.add_block("merge_ranks", rows, 1, col=6, step=False)
-        self.merged = self.add_block("merge_ids", rows, 1, col=7, step=False)
+        self.keys = self.add_block("merge_keys", rows, 1, col=5, step=False, given=True)
+        self.ranks = self.add_block("merge_ranks", rows, 1, col=6, step=False, given=True)
+        self.merged = self.add_block("merge_ids", rows, 1, col=7, step=False, given=True)
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         tok, V = inputs.model.tokenizer, self.layout.cfg.vocab_size

@@ -69,7 +69,7 @@ column next to each id looks its text up in the <code>vocab</code> sheet.</p>
         self.text = self.ids.part(col=self.ids.col + 1)  # the token text of each position
         self.generation: Generation | None = None  # where the generated positions' ids come from
         if prompt is not None:
-            self.overrides = self.add_block("token_overrides", T, 1, col=self.ids.col + 2, step=False)
+            self.overrides = self.add_block("token_overrides", T, 1, col=self.ids.col + 2, step=False, given=True)
             self.read(prompt_ids)
         shows = token_texts("tokens_text", self.ids) if prompt is None else Shown("tokens_text", self._texts)
         self.positions = Positions(T, self.text, shows, None if prompt is None else prompt.n_tokens)

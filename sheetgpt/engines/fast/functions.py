@@ -475,6 +475,19 @@ EXP = function("EXP", portable=True)(_unary(np.exp))
 LN = function("LN", portable=True)(_unary(np.log, lambda x: x > 0))
 ABS = function("ABS", portable=True)(_unary(np.abs))
 TANH = function("TANH", portable=True)(_unary(np.tanh))
+INT = function("INT", portable=True)(_unary(np.floor))  # down, as Excel's INT(-1.5) = -2
+
+
+@function("MOD", portable=True)
+def MOD(ctx, args):
+    """n - d * INT(n / d), the sign of d's (exact for whole numbers below 2^53: the seeded draws)."""
+    if len(args) != 2:
+        raise EvalError("MOD takes 2 arguments")
+    (n, en), (d, ed) = (as_numbers(operand(ctx, evaluate(a, ctx)) if ctx.array else _scalar(ctx, a))
+                        for a in args)
+    with np.errstate(all="ignore"):
+        y = np.mod(n, d)
+    return numbers_result(y, first_errors(first_errors(en, ed), np.where(d == 0, "#DIV/0!", None)))
 
 
 @function("PI", portable=True)

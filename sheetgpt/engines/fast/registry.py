@@ -64,8 +64,8 @@ def implementations() -> dict[str, Callable]:
 
 # Functions the engine does not compute, known to the lint: (names, their facts).
 NOT_COMPUTED = (
-    (("CHOOSE", "CONCATENATE", "COS", "FALSE", "IFERROR", "INT", "ISBLANK", "ISERROR", "ISTEXT", "LOG", "LOG10",
-      "LOWER", "MOD", "POWER", "ROUND", "ROUNDDOWN", "ROUNDUP", "SIGN", "SIN", "TAN", "TRUE", "UPPER"),
+    (("CHOOSE", "CONCATENATE", "COS", "FALSE", "IFERROR", "ISBLANK", "ISERROR", "ISTEXT", "LOG", "LOG10",
+      "LOWER", "POWER", "ROUND", "ROUNDDOWN", "ROUNDUP", "SIGN", "SIN", "TAN", "TRUE", "UPPER"),
      dict(portable=True)),
     (("COUNTA", "PRODUCT", "SUMSQ"), dict(portable=True, range_args=ALL)),
     (("COLUMN", "COLUMNS", "COUNTBLANK", "COUNTIF", "ROW", "ROWS"), dict(portable=True, range_args=(0,))),
