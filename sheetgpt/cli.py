@@ -269,16 +269,13 @@ def _eval(args) -> int:
             np.save(args.logits, logits)
         except OSError as e:
             raise UserError(f"cannot write {args.logits}: {e.strerror or e}") from None
-    if args.json:
-        out = {"top": [vars(t) for t in top], "model": about}
-        if written is not None:  # the ids the book writes after the prompt, and their text
-            out |= {"generated": [i for i, _ in written], "generated_text": "".join(text for _, text in written)}
-        print(json.dumps(out))
+    text = None if written is None else "".join(t for _, t in written)
+    if args.json:  # a book that writes: the ids it writes after the prompt, and their text (else null)
+        print(json.dumps({"top": [vars(t) for t in top], "model": about,
+                          "generated": None if written is None else [i for i, _ in written], "generated_text": text}))
         return 0
     if written is not None:
-        written = "".join(text for _, text in written)
-    if written is not None:
-        print(f"the workbook writes after the prompt: {written!r}")
+        print(f"the workbook writes after the prompt: {text!r}")
     print(f"next token after the {'generated text' if written is not None else 'prompt'}, as the workbook "
           f"computes it ({about}):")
     for rank, t in enumerate(top, 1):
