@@ -85,10 +85,19 @@ class BookContents:
         book holds them, the cells the learner may fill (NaN where empty: the typed prompt's
         override cells, its tokenizer's tables, a probe's), and the prompt text."""
         out = {name: self.numbers(self.layout.blocks[name], "control") for name in CONTROLS}
-        out |= {name: self[name] for name in self.layout.given}
+        out |= {name: self._given(self.layout.blocks[name]) for name in self.layout.given}
         if self.layout.typed_prompt:
             out["prompt"] = np.array([[self.prompt]], dtype=object)
         return out
+
+    def _given(self, blk: Block) -> np.ndarray:
+        """A block the learner may fill: its numbers, NaN where empty; one clear error for text."""
+        got, other = self.values.numbers(blk.sheet, blk.row, blk.col, blk.n_rows, blk.n_cols)
+        if other.any():
+            i, j = (int(k) for k in np.argwhere(other)[0])
+            value = self.values.value(blk.sheet, blk.row + i, blk.col + j)
+            raise UserError(f"input cell {blk.sheet}!{blk.cell(i, j)} holds {value!r}, not a number")
+        return got
 
     def controls(self) -> dict[str, np.ndarray]:
         """The controls' cells where they differ from plain GPT-2's (for building the same book)."""

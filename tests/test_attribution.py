@@ -160,3 +160,9 @@ def test_a_gpt2_small_books_attribution_is_transformers_taken_apart(tmp_path):
     build("small-random", "Hello, my name is", path, progress=False)
     book = load_book(path, progress=False)
     assert_attribution(book, by_hooks(hf_from_book(path), _prompt_ids(book)))
+
+
+def test_a_target_that_is_no_token_is_a_failure_at_its_lookup(dla_book):
+    values = Recalculation(dla_book).run([cell(dla_book, "dla_choice", 0, 0, 99999)])
+    report = check_workbook(dla_book, values=values)
+    assert not report.ok and report.first_failure == {"step": "dla_wte", "sheet": "dla_dir", "cell": "B7"}

@@ -132,3 +132,11 @@ def test_over_many_seeds_the_draws_follow_the_probabilities(sample_book, hf64, m
     observed = np.array([counts[i] for i in top.tolist()])
     chi2 = float(((observed - n * probs) ** 2 / (n * probs)).sum())
     assert chi2 < 15.09, (chi2, observed, n * probs)  # chi-square, 5 degrees of freedom, 1%
+
+
+def test_text_in_the_seed_cell_is_one_clear_error(sample_book):
+    from sheetgpt.errors import UserError
+
+    values = Recalculation(sample_book).run([cell(sample_book, "sample_seed", "abc")])
+    with pytest.raises(UserError, match=r"^input cell sample!B3 holds 'abc', not a number$"):
+        check_workbook(sample_book, values=values)

@@ -21,7 +21,7 @@ import numpy as np
 from ..layout import FIRST_ROW, Block, Layout
 from ..steps.attention import AttentionProjection, MixValues
 from ..steps.base import (BuildInputs, CellFormulas, Cells, Component, Constants, Formula, Positions, Shown,
-                          Values, column, header, labels_column, numbered_header, token_texts)
+                          Values, column, header, labels_column, numbered_header)
 from ..steps.guide import GUIDE_SHEET, TOP_ROW
 from ..steps.mlp import MlpDown
 from ..xlsx import Style
@@ -117,14 +117,24 @@ a head's output can be dotted with it directly.</p>
     def steps(self) -> list[Block]:
         return [self.target, self.scale, self.wte_row, self.unit, self.dir, self.proj]
 
+    def valid(self, target: float) -> bool:
+        """Whether a target is a token id of the vocabulary."""
+        return bool(np.isfinite(target) and target == int(target) and 0 <= target < self.wte.n_rows)
+
+    def _target_text(self, v: Values, vocab) -> list[str]:
+        """The target's text; a target that is no token id shows INDEX's error."""
+        target = v[self.target.name][0, 0]
+        return [vocab(int(target)) if self.valid(target) else "#REF!"]
+
     def compute(self, v: Values) -> None:
         choice = v.get(self.choice.name, np.full((1, 1), np.nan))[0, 0]  # empty unless the learner typed one
         target = v[self.top_id.name][0, 0] if np.isnan(choice) else choice
-        if not (target == int(target) and 0 <= target < self.wte.n_rows):  # the sheet shows errors: check says where
-            v.update({blk.name: np.full(blk.shape, np.nan) for blk in self.steps()})
-            return
         t = self.positions.last_row(v)
         scale = 1 / np.sqrt(v[self.var.name][t, 0] + self.eps)
+        if not self.valid(target):  # the sheet looks it up in vain and shows errors: check says where
+            v.update({blk.name: np.full(blk.shape, np.nan) for blk in self.steps()})
+            v[self.target.name], v[self.scale.name] = np.array([[target]]), np.array([[scale]])
+            return
         wte = v[self.wte.name][int(target)]  # [D]
         unit = scale * v[self.gain.name][0] * wte  # [D]
         d = unit - unit.mean()  # [D]
@@ -137,7 +147,7 @@ a head's output can be dotted with it directly.</p>
         yield Constants(self.choice, [[None]], Style.INPUT, given=True)
         yield Formula(self.target, f"IF({choice}=\"\",{self.top_id.at(0, 0)},{choice})", Style.INTEGER)
         yield Formula(self.target.part(col=3), f"INDEX({self.vocab.span(0, 0, V - 1, 0, True, True)},{target}+1)",
-                      Style.DEFAULT, shows=token_texts("dla_target_text", self.target))
+                      Style.DEFAULT, shows=Shown("dla_target_text", self._target_text))
         eps = repr(float(self.eps)).upper()
         yield Formula(self.scale, f"1/SQRT(INDEX({self.var.col_ref(0)},{self.positions.last_position()})+{eps})")
         target = self.target.cell(0, 0, True, True)
@@ -210,7 +220,7 @@ largest contributions are named at the top, and on the Guide. Switch a head off 
         target, d = v[self.direction.target.name][0, 0], v[self.direction.dir.name][0]  # [D]
         mine = [self.logit, self.bias_term, self.sum, self.embed, self.steer, self.heads, self.attn_bias, self.mlp,
                 self.top]
-        if np.isnan(target):  # a target id the sheet cannot look up: it shows errors, check says where
+        if not self.direction.valid(target):  # the sheet looks it up in vain and shows errors, check says where
             v.update({blk.name: np.full(blk.shape, np.nan) for blk in mine})
             return
         pieces, proj, dh = v[self.pieces.name], v[self.direction.proj.name], d.size // H  # [1 + 2L, D], [D, L]
@@ -253,6 +263,8 @@ largest contributions are named at the top, and on the Guide. Switch a head off 
     def _top_names(self, v: Values) -> list[str]:
         """The names of the largest contributions, as LARGE and MATCH (the first of equals) find them."""
         flat = self._flat(v)
+        if np.isnan(flat).any():  # no target to take apart: the sheet shows the lookup's error
+            return ["#REF!"] * TOP
         return [self.labels[int(np.flatnonzero(flat == x)[0])] for x in np.sort(flat)[::-1][:TOP]]
 
     def _largest(self) -> Iterable[Cells]:

@@ -107,8 +107,10 @@ token is the first whose running sum of weights passes the random number times t
             ids = np.array([np.flatnonzero(logits == x)[0] for x in top])  # MATCH: the first of equals
             with np.errstate(all="ignore"):
                 weights = np.where(np.arange(1, S + 1) <= k, np.exp((top - top[0]) / t), 0.0)
+            weights[0] = 1.0  # the favourite always counts, as the first running sum is 1
             cum = np.cumsum(weights)  # left to right, as the cells add
-            u = uniform(seed, p + 1)
+            # a seed that is no number: the sheet shows an error there, and check says where
+            u = uniform(seed, p + 1) if np.isfinite(seed) else np.nan
             below = (cum < u * cum[-1]).astype(float)
             row = {self.u: u, self.top: top, self.ids: ids, self.cum: cum, self.below: below,
                    self.pick: ids[int(below.sum())]}
