@@ -593,16 +593,10 @@ def hf_with_book_weights(hf_model, book: Path):
 
 def hf_from_book(book: Path):
     """A transformers GPT-2 of the book's shape in float64, holding the book's weights."""
-    import torch
     import transformers
     from sheetgpt.readback import load_book
 
-    weights = load_book(book).weights
-    c = weights.config
+    c = load_book(book).weights.config
     cfg = transformers.GPT2Config(n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, n_positions=c.n_ctx,
                                   vocab_size=c.vocab_size, layer_norm_epsilon=c.layer_norm_epsilon)
-    hf = transformers.GPT2LMHeadModel(cfg).double().eval()
-    with torch.no_grad():
-        for name in weights.params:
-            hf.transformer.get_parameter(name).copy_(torch.from_numpy(np.asarray(weights[name], np.float64)))
-    return hf
+    return hf_with_book_weights(transformers.GPT2LMHeadModel(cfg).eval(), book)
