@@ -2,13 +2,14 @@
 
     python docs/screenshots.py
 
-Builds the book for PROMPT, renders its Guide sheet as LibreOffice prints it (soffice to
-PDF, first page only, then pdftoppm: needs libreoffice-calc-nogui and poppler-utils),
-exports the lesson and shoots its index and layer 0's attention page with headless
-Chromium. Writes docs/workbook-guide.png, docs/lesson-index.png, docs/lesson-attention.png
-and docs/lesson-tokenizer.png (the typed prompt's merges, round by round); then builds the
-same prompt with --generate 6 and keeps three of its lesson's figures: docs/lesson-generate.png,
-docs/lesson-lens.png and docs/lesson-intervention.png.
+Exports the lesson of PROMPT's book and shoots its index and layer 0's attention page with
+headless Chromium: docs/lesson-index.png, docs/lesson-attention.png and
+docs/lesson-tokenizer.png (the typed prompt's merges, round by round). Then builds the same
+prompt with --generate 6, renders its Guide as LibreOffice prints it, charts and all
+(soffice to PDF, first page only, then pdftoppm: needs libreoffice-calc-nogui and
+poppler-utils): docs/workbook-guide.png; and keeps four of its lesson's figures:
+docs/lesson-generate.png, docs/lesson-lens.png, docs/lesson-intervention.png and
+docs/lesson-dla.png; and one of a book that draws its tokens: docs/lesson-sample.png.
 """
 from __future__ import annotations
 
@@ -41,7 +42,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lesson = Path(tmp) / "lesson"
         export(None, "shakespeare", PROMPT, lesson, progress=False)
-        guide(lesson / "book.xlsx", Path(tmp))
         for name, (page, height) in SHOTS.items():
             save(Image.open(screenshot(lesson / page, Path(tmp) / name, WIDTH, height)), name)
         probes(Path(tmp))
@@ -49,7 +49,7 @@ def main() -> None:
 
 def probes(tmp: Path) -> None:
     """The figures of a book that writes on: its continuation, its lens, its attribution, one
-    head off; and of one that draws: the prompt under five seeds."""
+    head off, and its Guide with both charts; and of one that draws: the prompt under five seeds."""
     for kind, probes_on, figures in (("writes", {"generate": 6, "lens": 1, "dla": 1}, FIGURES),
                                      ("draws", {"generate": 6, "sample": 1}, SAMPLED)):
         book = tmp / f"{kind}.xlsx"
@@ -57,10 +57,13 @@ def probes(tmp: Path) -> None:
         export_lesson(book, tmp / kind, progress=False)
         for name, figure in figures.items():
             save(Image.open(tmp / kind / "img" / figure), name)
+        if kind == "writes":
+            guide(book, tmp / kind)
 
 
 def guide(book: Path, tmp: Path) -> None:
-    """The Guide sheet, recalculated and printed by LibreOffice."""
+    """The Guide sheet's top, its charts beside the prediction, recalculated and printed by
+    LibreOffice (the charts are drawn from the cells, as a learner sees them)."""
     profile = tmp / "profile"
     (profile / "user").mkdir(parents=True)
     (profile / "user" / "registrymodifications.xcu").write_text(RECALC_ALWAYS)
@@ -68,16 +71,16 @@ def guide(book: Path, tmp: Path) -> None:
     subprocess.run(["soffice", "--headless", f"-env:UserInstallation={profile.as_uri()}", "--convert-to",
                     f"pdf:calc_pdf_Export:{first_page}", "--outdir", str(tmp), str(book)], check=True,
                    capture_output=True)
-    subprocess.run(["pdftoppm", "-png", "-r", "110", "-f", "1", "-l", "1", str(tmp / "book.pdf"),
+    subprocess.run(["pdftoppm", "-png", "-r", "220", "-f", "1", "-l", "1", str(tmp / f"{book.stem}.pdf"),
                     str(tmp / "guide")], check=True)
     page = Image.open(next(tmp.glob("guide*.png")))
     w, h = page.size
-    save(page.crop((int(w * 0.05), int(h * 0.1), int(w * 0.95), int(h * 0.62))), "workbook-guide.png")
+    save(page.crop((int(w * 0.03), int(h * 0.1), int(w * 0.97), int(h * 0.25))), "workbook-guide.png", width=1600)
 
 
-def save(img: Image.Image, name: str) -> None:
+def save(img: Image.Image, name: str, width: int = 900) -> None:
     img = img.convert("RGB")
-    img = img.resize((900, round(img.height * 900 / img.width)), Image.LANCZOS)
+    img = img.resize((width, round(img.height * width / img.width)), Image.LANCZOS)
     img.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(DOCS / name, optimize=True)
     print(f"{DOCS / name}: {(DOCS / name).stat().st_size // 1024} KB")
 

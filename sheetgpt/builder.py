@@ -7,6 +7,7 @@ sees one formula that explains the whole block.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -22,7 +23,7 @@ from .layout import FIRST_COL, FIRST_ROW, FORWARD_STAGES, Block, BookOptions, La
 from .load import LoadedModel
 from .parallel import WeightFormatter, default_workers
 from .progress import Progress
-from .steps.base import ArrayFormula, BuildInputs, CellFormulas, Cells, Constants, Formula
+from .steps.base import ArrayFormula, BuildInputs, CellFormulas, Cells, Chart, Constants, Formula
 from .steps.guide import GUIDE_SHEET
 from .steps.prompt import chars_capacity, is_tokenizer, readable, status_message
 from .tokenizer import GPT2_PATTERN
@@ -35,6 +36,7 @@ BACK_LINK = "<- Guide"
 TAB_COLORS = {"guide": "FFC000", "input": "FFC000", "embedding": "70AD47", "attention": "4472C4",
               "mlp": "ED7D31", "output": "7030A0", "vocab": "A5A5A5", "weights": "A5A5A5"}
 
+SHADED_WIDTH = 11  # the columns of a colour scale: wide enough for 100.0000%, which shows ### in the default width
 Rows = dict[int, list]  # sheet row -> runs (first col, n cells, xml)
 
 
@@ -182,6 +184,16 @@ def book_cells(layout: Layout, inputs: BuildInputs) -> dict[str, list[Cells]]:
     return out
 
 
+def book_charts(layout: Layout) -> dict[str, list[Chart]]:
+    """The components' charts, by the sheet they are drawn on, in declaration order. check
+    compares a workbook's charts with these."""
+    out: dict[str, list[Chart]] = {}
+    for component in layout.components:
+        for chart in component.charts:
+            out.setdefault(chart.where.sheet, []).append(chart)
+    return out
+
+
 class _SheetWriter:
     """The cells of every sheet, from the components, in their order; the weights' values
     come from the formatter's worker processes."""
@@ -189,6 +201,7 @@ class _SheetWriter:
     def __init__(self, plan: BookPlan):
         self.layout, self.inputs, self.cell_refs = plan.layout, plan.inputs, not plan.compact
         self.cells = book_cells(self.layout, self.inputs)
+        self.charts = book_charts(self.layout)
         self.n_formulas = 0
 
     def write(self, wb: WorkbookWriter, sheet: Sheet, bar: Progress, formatter: WeightFormatter) -> None:
@@ -205,12 +218,15 @@ class _SheetWriter:
         bar.update(sum(b.size for b in sheet.blocks))
 
     def _options(self, sheet: Sheet) -> SheetOptions:
-        own = sheet.owner.sheet_options(self.inputs)
-        if own is not None:
-            return own
+        options = sheet.owner.sheet_options(self.inputs) or self._step_options(sheet)
+        return dataclasses.replace(options, charts=[c.spec() for c in self.charts.get(sheet.name, [])])
+
+    def _step_options(self, sheet: Sheet) -> SheetOptions:
         owners = [(b, self.layout.owner(b)) for b in sheet.blocks]
+        shaded = sorted({col for b, c in owners if b in c.color_scales for col in range(b.col, b.col + b.n_cols)})
         return SheetOptions(tab_color=TAB_COLORS.get(sheet.stage), freeze=(FIRST_ROW, FIRST_COL),
-                            col_widths=[(1, 1, 16)], hyperlinks=[_back_link()],
+                            col_widths=[(1, 1, 16)] + [(col, col, SHADED_WIDTH) for col in shaded if col > 1],
+                            hyperlinks=[_back_link()],
                             notes=[(b.row, b.col, c.notes[b.name]) for b, c in owners if b.name in c.notes],
                             color_scales=[b.box() for b, c in owners if b in c.color_scales],
                             signed_scales=[b.box() for b, c in owners if b in c.signed_scales])

@@ -11,8 +11,9 @@ import numpy as np
 
 from .a1 import cell_name
 from .engines import CellOverride, EvaluatedBook
-from .builder import book_cells
-from .compare import Failure, StepResult, compare_block, compare_labels, compare_shown, foreign_formulas, shown_alike
+from .builder import book_cells, book_charts
+from .compare import (Failure, StepResult, compare_block, compare_charts, compare_labels, compare_shown,
+                      foreign_formulas, shown_alike)
 from .layout import Block
 from .lint import Finding, lint_book, to_json
 from .load import LoadedModel
@@ -20,6 +21,7 @@ from .readback import BookContents, load_book, prompt_cell, read_defined_names
 from .reference import forward
 from .steps.controls import TEMPERATURE_BAD, TEMPERATURE_OK, temperature_status
 from .tokenizer import Tokenizer
+from .xlsx_chart import read_charts
 
 DEFAULT_TOL = 1e-9  # relative to the block's largest value: a few ulps of float64 accumulation
 
@@ -75,13 +77,14 @@ def check_workbook(path: str | Path, model: LoadedModel | None = None, prompt: s
     shown = compare_shown(book.values, cells, ref, book.token_text, tol)
     labels = compare_labels(book.values, cells, tol)
     foreign, errors, findings = _beyond_the_blocks(book, cells)
+    missing, charts = compare_charts(read_charts(path), book_charts(book.layout))
     failures = ([f for _, f in found] + [r.failure("step") for r in steps] + [r.failure("shown") for r in shown]
                 + [r.failure("labels") for r in labels] + late
-                + [Failure("foreign", "foreign", e["sheet"], e["cell"], "=" + e["formula"]) for e in foreign]
+                + [Failure("foreign", "foreign", e["sheet"], e["cell"], "=" + e["formula"]) for e in foreign] + charts
                 + [Failure("error", "errors", e["sheet"], e["cell"], str(e["value"])) for e in errors]
                 + [Failure("lint", "lint", f.sheet, f.cell, f.message) for f in findings])
-    return CheckReport(steps, [f for f in failures if f], inputs + [msg for msg, _ in found], findings, errors,
-                       shown, labels, foreign)
+    return CheckReport(steps, [f for f in failures if f], inputs + [msg for msg, _ in found] + missing, findings,
+                       errors, shown, labels, foreign)
 
 
 def _reference(book: BookContents) -> dict[str, np.ndarray]:

@@ -19,10 +19,11 @@ LINES = {
     "labels": lambda f: LINES["step"](f),
     "error": lambda f: f"error value: {f.sheet}!{f.cell} holds {f.detail}",
     "foreign": lambda f: f"foreign formula: {f.sheet}!{f.cell} holds {f.detail}, which sheetgpt never writes there",
+    "chart": lambda f: f"chart {f.step!r} (sheet {f.sheet!r}, {f.cell}) draws other cells: {f.detail}",
     "lint": lambda f: f"portability: {f.sheet}!{f.cell}: {f.detail}" if f.sheet else f"portability: {f.detail}",
 }
 # the failures beyond the blocks, by what JUnit and the verdict call them
-BOOK_KINDS = {"error": "error values", "foreign": "foreign formulas", "lint": "portability"}
+BOOK_KINDS = {"chart": "charts", "error": "error values", "foreign": "foreign formulas", "lint": "portability"}
 
 
 def summary(report: CheckReport, tol: float) -> list[str]:
@@ -126,6 +127,8 @@ def _verdict(report: CheckReport, tol: float) -> str:
         return f"FAIL: every step agrees, but sheet {f.sheet!r} cell {f.cell} holds an error value"
     if f.kind == "foreign":
         return f"FAIL: sheet {f.sheet!r} cell {f.cell} holds a formula sheetgpt did not write"
+    if f.kind == "chart":
+        return f"FAIL: the chart {f.step!r} at sheet {f.sheet!r} cell {f.cell} draws cells other than its own"
     if f.kind == "lint":
         return (f"FAIL: every step agrees, but {len(report.lint)} constructs may compute differently in Excel or "
                 f"LibreOffice (first: sheet {f.sheet!r}, cell {f.cell})")

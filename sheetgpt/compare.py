@@ -9,13 +9,14 @@ from typing import Iterable
 
 import numpy as np
 
-from .a1 import cell_name
+from .a1 import AddressError, cell_name, parse_range
 from .engines import EvaluatedBook
 from .layout import Block
-from .steps.base import FORMULAS, Cells, Constants, Values, Vocab
+from .steps.base import FORMULAS, Cells, Chart, Constants, Values, Vocab
+from .xlsx_chart import FoundChart
 
 
-KINDS = ("input", "step", "shown", "labels", "foreign", "error", "lint")  # what a Failure can be
+KINDS = ("input", "step", "shown", "labels", "foreign", "chart", "error", "lint")  # what a Failure can be
 
 
 @dataclass(frozen=True)
@@ -179,3 +180,44 @@ def foreign_formulas(values: EvaluatedBook, cells: dict[str, list[Cells]]) -> li
             r, c = (int(k) + 1 for k in np.argwhere(mask)[0])
             found.append({"sheet": sheet, "cell": cell_name(r, c), "formula": values.formula_at(sheet, r, c)})
     return found
+
+
+def compare_charts(found: list[FoundChart], declared: dict[str, list[Chart]]) -> tuple[list[str], list[Failure]]:
+    """Each chart the book must draw against the one of its title on its sheet: every series
+    must read the block it plots and its labels. A chart that reads other cells shows
+    something else under the same title: a failure, at the chart's top-left cell. A chart
+    not there (a program that saved the book dropped it) is said, not failed: nothing
+    shown is wrong."""
+    notes, failures = [], []
+    for sheet, charts in declared.items():
+        for chart in charts:
+            here = cell_name(chart.where.row, chart.where.col)
+            match = next((f for f in found if f.sheet == sheet and f.title == chart.title), None)
+            if match is None:
+                notes.append(f"chart {chart.title!r} (sheet {sheet!r}, {here}) is not in the book")
+                continue
+            wrong = _chart_series(chart, match)
+            if wrong:
+                failures.append(Failure("chart", chart.title, sheet, here, wrong))
+    return notes, failures
+
+
+def _chart_series(chart: Chart, found: FoundChart) -> str | None:
+    """What is wrong with a chart's series (None: each reads its block and labels)."""
+    if len(found.series) != len(chart.series):
+        return f"it has {len(found.series)} series, not {len(chart.series)}"
+    for (name, block), (_, categories, values) in zip(chart.series, found.series):
+        for what, want, got in (("values", block, values), ("labels", chart.categories, categories)):
+            if not _same_cells(got, want):
+                label = block.name or what
+                return f"series {name!r} reads its {what} from {got or 'nowhere'}, not {label} ({want.ref()})"
+    return None
+
+
+def _same_cells(text: str, block: Block) -> bool:
+    try:
+        got = parse_range(text.lstrip("="))
+    except AddressError:
+        return False
+    return got is not None and (got.sheet, got.row0, got.col0, got.shape) == (block.sheet, block.row, block.col,
+                                                                               block.shape)

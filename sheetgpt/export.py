@@ -24,6 +24,7 @@ from .probes import PROBES
 from .progress import Progress
 from .readback import BookContents, load_book
 from .steps.prediction import top_k
+from .steps.unembed import Logits
 
 GENERATOR = "sheetgpt lesson"  # in every page's <meta name="generator">: marks a directory as ours
 
@@ -83,18 +84,19 @@ def _facts(book: BookContents, book_path: Path, out: Path) -> dict:
     top = [Prediction(k + 1, int(i), visible(book.token_text(int(i))), float(p), float(lg))
            for k, (i, p, lg) in enumerate(zip(top_ids, top_probs, top_logits))]
     tokens = [(t, i, visible(book.token_text(i))) for t, i in enumerate(book.ids)]
+    filled = book.layout.find(Logits).positions.last_row(book) + 1  # the prompt's and the written tokens
     try:
         book_href = book_path.resolve().relative_to(out.resolve()).as_posix()
     except ValueError:  # the book lives elsewhere: links stay inside the lesson
         book_href = None
     return {
         "model": book.model_name, "about": book.model_about, "random": bool(meta.get("random_weights")),
-        "prompt": str(meta.get("prompt", "")), "tokens": tokens, "top": top,
+        "prompt": str(meta.get("prompt", "")), "tokens": tokens, "filled": filled, "top": top,
         "book_name": book_path.name, "book_href": book_href, "version": __version__, "generator": GENERATOR,
         "T": L.T, "D": cfg.n_embd, "H": cfg.n_head, "dh": cfg.head_dim, "V": cfg.vocab_size,
         "n_layer": cfg.n_layer, "n_ctx": cfg.n_ctx, "eps": f"{cfg.layer_norm_epsilon:g}",
         "n_params": sum(int(np.prod(a.shape)) for a in book.weights.params.values()),
-        "last_token": tokens[-1][2], "pca_src": f"{IMG_DIR}/embed-pca.png",
+        "last_token": tokens[filled - 1][2], "pca_src": f"{IMG_DIR}/embed-pca.png",
         "top_src": f"{IMG_DIR}/prediction-top.png",
     }
 
@@ -122,9 +124,11 @@ def _draw_figures(book: BookContents, pages: list[Page], facts: dict, out: Path,
 
 
 def _embedding_map(book: BookContents, step, facts: dict, out: Path) -> list[tuple[str, Figure]]:
-    """The prompt's vectors before and after adding positions, on both pages."""
-    labels = [text for _, _, text in facts["tokens"]]
-    figures.embedding_pca(book[step.embed_tok.name], book[step.out.name], labels, out / facts["pca_src"])
+    """The prompt's vectors before and after adding positions, on both pages (the filled
+    positions only: padding repeats one token)."""
+    n = facts["filled"]
+    labels = [text for _, _, text in facts["tokens"][:n]]
+    figures.embedding_pca(book[step.embed_tok.name][:n], book[step.out.name][:n], labels, out / facts["pca_src"])
     pca = Figure(facts["pca_src"], "PCA map of the prompt's token vectors before and after adding positions",
                  "Each dot is one prompt token, its vector squeezed from "
                  f"{book.layout.cfg.n_embd} numbers to 2 (PCA, fitted on both panels together). Left: the row of "
@@ -133,14 +137,18 @@ def _embedding_map(book: BookContents, step, facts: dict, out: Path) -> list[tup
 
 
 def _attention_maps(book: BookContents, step, facts: dict, out: Path) -> list[tuple[str, Figure]]:
-    """One heatmap per head: who looks at whom."""
-    labels = [text for _, _, text in facts["tokens"]]
+    """One heatmap per head: who looks at whom, among the filled positions (padding rows
+    attending to each other teach nothing)."""
+    n = facts["filled"]
+    labels = [text for _, _, text in facts["tokens"][:n]]
     found = []
     for h, probs in enumerate(stacked_heads(book[step.out.name], step.out.heads)):
         src = f"{IMG_DIR}/h{step.layer}-probs-head{h}.png"
-        figures.attention_heatmap(probs, labels, f"Layer {step.layer}, head {h}: who looks at whom", out / src)
+        figures.attention_heatmap(probs[:n, :n], labels, f"Layer {step.layer}, head {h}: who looks at whom", out / src)
+        left_out = f" The {book.layout.T - n} positions of padding are left out." if n < book.layout.T else ""
         found.append((step.sheet.name, Figure(src, f"Attention weights of layer {step.layer}, head {h}",
-                                              f"Head {h}. Row: the token looking; column: the token it looks at.")))
+                                              f"Head {h}. Row: the token looking; column: the token it looks at."
+                                              + left_out)))
     return found
 
 

@@ -22,6 +22,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from .a1 import col_letter
+from .xlsx_chart import CHART_TYPE, DRAWING_TYPE, ChartSpec, chart_xml, drawing_xml
 
 NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 NS_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
@@ -173,6 +174,7 @@ class SheetOptions:
     signed_scales: Sequence[str] = ()  # ranges shaded blue (lowest) -> white (0) -> orange (highest)
     notes: Sequence[tuple[int, int, str]] = ()  # (row, col, text): cell notes (comments)
     fit_width: bool = False  # print (and export to PDF) one page wide, landscape
+    charts: Sequence[ChartSpec] = ()  # native charts drawn on the sheet from live ranges
 
 
 try:  # ISA-L's deflate (python-isal): zipfile's zlib compressor took 50 of 63 s building GPT-2 small
@@ -195,6 +197,7 @@ class WorkbookWriter:
         self.compresslevel = compresslevel
         self.sheets: list[tuple[str, SheetOptions]] = []
         self.names: list[tuple[str, str]] = []
+        self.n_charts = 0  # chart parts written so far (they are numbered across the workbook)
 
     def __enter__(self) -> "WorkbookWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -274,14 +277,26 @@ class WorkbookWriter:
             yield write
             f.write(b"".join(buffer))
             f.write(_sheet_tail(options).encode())
+        rels = []  # the sheet's relationships, in the order _sheet_tail names them (rId1, rId2, ...)
+        if options.charts:
+            rels.append(("drawing", f"../drawings/drawing{index}.xml"))
+            self._write_drawing(index, options.charts)
         if options.notes:
             self._write_part(f"xl/comments{index}.xml", _comments_xml(options.notes))
             self._write_part(f"xl/drawings/vmlDrawing{index}.vml", _notes_vml(options.notes, index))
-            self._write_part(f"xl/worksheets/_rels/sheet{index}.xml.rels", XML_HEAD + (
-                f'<Relationships xmlns="{NS_PKG_REL}">'
-                f'<Relationship Id="rId1" Type="{NS_REL}/vmlDrawing" Target="../drawings/vmlDrawing{index}.vml"/>'
-                f'<Relationship Id="rId2" Type="{NS_REL}/comments" Target="../comments{index}.xml"/>'
-                "</Relationships>"))
+            rels += [("vmlDrawing", f"../drawings/vmlDrawing{index}.vml"), ("comments", f"../comments{index}.xml")]
+        if rels:
+            self._write_part(f"xl/worksheets/_rels/sheet{index}.xml.rels", _rels_xml(rels))
+
+    def _write_drawing(self, index: int, charts: Sequence[ChartSpec]) -> None:
+        """Sheet `index`'s drawing and its charts, numbered on from the workbook's earlier ones."""
+        first = self.n_charts + 1
+        self.n_charts += len(charts)
+        self._write_part(f"xl/drawings/drawing{index}.xml", XML_HEAD + drawing_xml(charts))
+        self._write_part(f"xl/drawings/_rels/drawing{index}.xml.rels",
+                         _rels_xml([("chart", f"../charts/chart{k}.xml") for k in range(first, self.n_charts + 1)]))
+        for k, chart in enumerate(charts, first):
+            self._write_part(f"xl/charts/chart{k}.xml", XML_HEAD + chart_xml(chart))
 
     def define_name(self, name: str, ref: str) -> None:
         self.names.append((name, ref))
@@ -320,6 +335,10 @@ class WorkbookWriter:
             f'<Override PartName="/xl/comments{i}.xml" '
             'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.comments+xml"/>'
             for i, (_, opt) in enumerate(self.sheets, 1) if opt.notes)
+        overrides += "".join(f'<Override PartName="/xl/drawings/drawing{i}.xml" ContentType="{DRAWING_TYPE}"/>'
+                             for i, (_, opt) in enumerate(self.sheets, 1) if opt.charts)
+        overrides += "".join(f'<Override PartName="/xl/charts/chart{k}.xml" ContentType="{CHART_TYPE}"/>'
+                             for k in range(1, self.n_charts + 1))
         self._write_part("[Content_Types].xml", XML_HEAD + (
             '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
             '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
@@ -403,9 +422,18 @@ def _sheet_tail(opt: SheetOptions) -> str:
             for cell, loc, tip in opt.hyperlinks) + "</hyperlinks>"
     if opt.fit_width:
         tail += '<pageSetup orientation="landscape" fitToWidth="1" fitToHeight="0"/>'
-    if opt.notes:
-        tail += '<legacyDrawing r:id="rId1"/>'  # the sheet's only relationship: its notes' drawing
+    if opt.charts:
+        tail += '<drawing r:id="rId1"/>'
+    if opt.notes:  # the notes' drawing: the relationship after the charts' drawing
+        tail += f'<legacyDrawing r:id="rId{2 if opt.charts else 1}"/>'
     return tail + "</worksheet>"
+
+
+def _rels_xml(targets: Sequence[tuple[str, str]]) -> str:
+    """A part's relationships rId1, rId2, ... of these (type, target) pairs."""
+    return XML_HEAD + f'<Relationships xmlns="{NS_PKG_REL}">' + "".join(
+        f'<Relationship Id="rId{k}" Type="{NS_REL}/{kind}" Target="{target}"/>'
+        for k, (kind, target) in enumerate(targets, 1)) + "</Relationships>"
 
 
 def _comments_xml(notes: Sequence[tuple[int, int, str]]) -> str:

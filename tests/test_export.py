@@ -242,6 +242,26 @@ def test_figures_exist(lesson: Path, pages: dict[str, Page], model):
         assert h > 200 and w > 200, src
 
 
+def test_attention_pictures_show_the_filled_positions_only(lesson: Path, model, tmp_path: Path, monkeypatch):
+    """The book holds 16 positions and the prompt fills 6: each head's picture is 6 x 6, the
+    prompt's tokens (tiktoken's count), and each row still sums to 1 (padding only ever
+    comes after, so it takes no weight)."""
+    from sheetgpt import figures
+    from sheetgpt.export import export_lesson
+
+    from helpers import offline_tiktoken_gpt2
+
+    seen = []
+    monkeypatch.setattr(figures, "attention_heatmap", lambda probs, labels, title, path: seen.append((probs, labels)))
+    export_lesson(lesson / "book.xlsx", tmp_path / "again", progress=False)
+    n, cfg = len(offline_tiktoken_gpt2().encode(PROMPT)), model.weights.config
+    assert n == 6 and len(seen) == cfg.n_layer * cfg.n_head
+    for probs, labels in seen:
+        assert probs.shape == (n, n) and len(labels) == n
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-12)
+    assert seen[0][1][0] == "Mike" and seen[0][1][-1] == "␣moves"
+
+
 # -- packaging ------------------------------------------------------------------------------
 def test_templates_are_packaged():
     """A non-editable install copies templates/ to sheetgpt/templates (pyproject package-dir);

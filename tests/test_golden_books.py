@@ -39,28 +39,28 @@ LONG_PROMPT = ("To be, or not to be, that is the question: whether 'tis nobler i
 # (model fixture and options, prompt) -> SHA-256 of the book's parts (see digest)
 DIGESTS = {
     ("tiny", "short"):
-        "ec18870619415d0a78760297ceab0535f29b4b2608a6ee4998150bd316a1b6eb",
+        "8d39a418d4502d366dbfe298a5ace6fbcc2ebbb8e164669fa14f6dfdb2b79199",
     ("tiny", "long"):
-        "16ecf31faf23a94bf51e47be4535702dcb1c95e87d05c923414965a231abb147",
+        "4fa2d6063f51f33dc9b146aed6cb31826466548d11b23ac175a14c8e797c9de5",
     ("small_dir", "short"):
-        "cabf657bbe47cc5e0b0a58cbcfba36aaec212b31665d41aa2f4a6a3856703196",
+        "e1bc18471c122b3e0fb38df53023aec41588c7fa43fcc4baa0e69815328016f8",
     ("small_dir", "long"):
-        "a38f002783ed267876b06e4c76f91c8a7ed5ee7fa25b60948d12bd8161d46c31",
+        "da90a14c24da2be975f1ce76e5bd4bc3d9f97516301a7c791e2edf1b793a3538",
     ("hf_dir", "short"):
-        "8d212ed62fd0917b56839f64ce4cfe1790ab03e72b21ff052561f446c264be83",
+        "620d49a651b598855710287c5d32d08f9d9962c5fdac57444ecf5534ddf37925",
     ("tiny-compact", "short"):
-        "5fe06806a91093289f53963ba147726767d6dfe9bb28fa39554340bdb531af53",
+        "6259ada5a7d8f2a0d82e78b4a33694666db1f95c783182d4b22b9d155b3aec92",
     ("hf_dir", "long"):
-        "adf65169b745646d583119dfb7d987a4b9753c3e8dfe25a9663da112eca886dc",
+        "9ad1de0f9097021d9b9500e71b92a9cf78de5e565a67118c3d872035438c9f53",
     ("tiny-typed", "short"):
-        "16712072f676160c95299dc46203c5996d81cacf15540f2bd5091d5e36c957c2",
+        "cd7b6f1a4623d296b75c9e1eb74848345cbe35a4e920324a02c8e2e2c686737f",
     ("tiny-cells", "short"):
-        "3e9ff60c8d58a0c6bfe30233409e491ae0b57da102452e7ce4c31bd6febb7d05",
+        "cdf06249847168e44f36fe7e72947cda11dd6be52872f4f46c8456d527ac033c",
     ("tiny-probes", "short"):
-        "263abee5df4e81d00859dc73b6685b92c6ce4d2d794ffb1cf86bd036ea2f56e1",
+        "74d0e825f10286e2d09d500b9316b07ecf4d046ed212dc36a8fa2c9d95d979cd",
 }
 SLOW_DIGESTS = {("small-random", "short"):
-        "50bfbff17cef569f9b278387dc0fdd4142952c33c7fc73369341b30283f7aef8"}
+        "73ecefb2e5fcf126068478cccb8d7e75a8f9f20e99d8d65ccc28ec423107ae36"}
 PROMPTS = {"short": {"tiny": TINY_PROMPT, "small_dir": SMALL_PROMPT, "hf_dir": TINY_PROMPT,
                      "small-random": TINY_PROMPT},
            "long": {"tiny": LONG_PROMPT, "small_dir": "The sheet is the sheet is", "hf_dir": LONG_PROMPT[:90]}}

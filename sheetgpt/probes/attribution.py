@@ -20,7 +20,7 @@ import numpy as np
 
 from ..layout import FIRST_ROW, Block, Layout
 from ..steps.attention import AttentionProjection, MixValues
-from ..steps.base import (BuildInputs, CellFormulas, Cells, Component, Constants, Formula, Positions, Shown,
+from ..steps.base import (BuildInputs, CellFormulas, Cells, Chart, Component, Constants, Formula, Positions, Shown,
                           Values, column, header, labels_column, numbered_header)
 from ..steps.guide import GUIDE_SHEET, TOP_ROW
 from ..steps.mlp import MlpDown
@@ -207,11 +207,15 @@ largest contributions are named at the top, and on the Guide. Switch a head off 
             "c_proj, dotted with the direction."))
         self.attn_bias = block("dla_attn_bias", grid, col=3 + H, n_rows=L, note="The attention projection's bias.")
         self.mlp = block("dla_mlp", grid, col=4 + H, n_rows=L, note="The MLP's output (with its bias).")
+        self.attn = block("dla_attn", grid, col=5 + H, n_rows=L, note="The layer's attention: its heads and bias.")
         parts = [f"head {h}" for h in range(H)] + ["attn bias", "MLP"]
         self.labels = ["embedding"] + [f"layer {i} {part}" for i in range(L) for part in parts] + ["steering"]
         self.all = block("dla_all", grid + L + 2, n_rows=len(self.labels), step=False, note=(
             "Every contribution in one column (its name beside it), for the largest ones."))
-        self.signed_scales += [self.heads, self.attn_bias, self.mlp]
+        self.signed_scales += [self.heads, self.attn_bias, self.mlp, self.attn]
+        self.charts.append(Chart(Block("", self.sheet.name, FIRST_ROW, 7 + H, 16, 8),
+                                 "Each layer's push on the target's logit", labels_column(self.heads),
+                                 [("attention (heads + bias)", self.attn), ("MLP", self.mlp)], kind="column"))
         self.read(self.pieces, direction.dir, direction.proj, direction.wte_row, direction.target, *biases,
                   self.ln_bias, self.logits, self.controls.coef, self.controls.layer, self.controls.vector)
 
@@ -219,7 +223,7 @@ largest contributions are named at the top, and on the Guide. Switch a head off 
         L, H = self.heads.shape
         target, d = v[self.direction.target.name][0, 0], v[self.direction.dir.name][0]  # [D]
         mine = [self.logit, self.bias_term, self.sum, self.embed, self.steer, self.heads, self.attn_bias, self.mlp,
-                self.top]
+                self.attn, self.top]
         if not self.direction.valid(target):  # the sheet looks it up in vain and shows errors, check says where
             v.update({blk.name: np.full(blk.shape, np.nan) for blk in mine})
             return
@@ -234,6 +238,7 @@ largest contributions are named at the top, and on the Guide. Switch a head off 
                  self.attn_bias: np.array([v[b.name][0] @ d for b in self.biases]), self.mlp: pieces[1 + L:] @ d}
         for blk, x in parts.items():
             v[blk.name] = np.asarray(x, dtype=np.float64).reshape(blk.shape)
+        v[self.attn.name] = heads.sum(axis=1, keepdims=True) + v[self.attn_bias.name]
         v[self.sum.name] = np.array([[v[self.embed.name][0, 0] + heads.sum() + v[self.attn_bias.name].sum()
                                       + v[self.mlp.name].sum() + steer]])
         v[self.top.name] = np.sort(self._flat(v))[::-1][:TOP, None]
@@ -310,8 +315,10 @@ largest contributions are named at the top, and on the Guide. Switch a head off 
                                         for l in range(L)])
         yield CellFormulas(self.attn_bias, [[f"SUMPRODUCT({b.ref()},{d})"] for b in self.biases])
         yield Formula(self.mlp, f"SUMPRODUCT({self.pieces.rows_ref(1 + L)},{d})")
+        yield Formula(self.attn, f"SUM({self.heads.rows_ref(0)})+{self.attn_bias.cell(0, 0)}")
         yield column(labels_column(self.heads), (f"layer {i}" for i in range(L)))
-        yield header(self.heads.part(n_cols=H + 3), [f"head {h}" for h in range(H)] + ["", "attn bias", "MLP"])
+        yield header(self.heads.part(n_cols=H + 4), [f"head {h}" for h in range(H)] + ["", "attn bias", "MLP",
+                                                                                       "attention"])
 
 
 def attribution(layout: Layout, model: Forward, on: int) -> list[Component]:

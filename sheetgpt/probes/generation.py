@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 
 from ..layout import Block, Layout
-from ..steps.base import (ArrayFormula, BuildInputs, CellFormulas, Cells, Component, Constants, Formula, Positions,
+from ..steps.base import (ArrayFormula, BuildInputs, CellFormulas, Cells, Chart, Component, Constants, Formula, Positions,
                           Shown, Values, column, header, labels_column)
-from ..steps.guide import GENERATED_ROW, GUIDE_SHEET, PROMPT_ROW, guide_text
+from ..steps.guide import GENERATED_ROW, GUIDE_SHEET, PROMPT_ROW, chart_cells, guide_text
 from ..xlsx import Style
 from .base import Forward, Probe, Written
 from .sampling import Sampling
@@ -191,6 +191,63 @@ its attention reads only earlier positions, so nothing circles back.</p>
         return "".join(_texts(v[self.generated.name], vocab))
 
 
+class WrittenOdds(Component):
+    """How sure the model was of each token the book writes: that token's probability in the
+    softmax of its position's logits (at the controls' temperature); a chart on the Guide."""
+
+    stage, kind, short_title = "output", "written_odds", "How sure it was of each written token"
+
+    def __init__(self, layout: Layout, logits: NextTokenLogits, generation: Generation, temperature: Block):
+        super().__init__(layout)
+        T, V, K = layout.T, layout.cfg.vocab_size, generation.K
+        g, self.logits, self.temperature = generation, logits.out, temperature
+        self.next_ids, self.generated, self.start, self.span = g.next_ids, g.generated, g.start, g.span
+        self.max = self.add_block("written_max", T - 1, 1, col=4, sheet=g.sheet, note=(
+            "The largest logit after this position (where the next one is written): the softmax subtracts it."))
+        self.exp = self.add_block("written_exp", V, K, col=T + 3, sheet=logits.sheet, note=(
+            "exp((logit - the largest) / temperature) in the column of the k-th written token's position."))
+        self.sum = self.add_block("written_sum", K, 1, row=g.generated.row, col=11, sheet=g.sheet, note=(
+            "The sum of the column's exps: the softmax's denominator."))
+        self.probs = self.add_block("written_probs", K, 1, row=g.generated.row, col=12, sheet=g.sheet, note=(
+            "The written token's probability: its exp / the sum (at the temperature on sheet controls)."))
+        self.color_scales.append(self.probs)
+        self.charts.append(Chart(chart_cells(1), "How sure it was of each written token", g.generated_text,
+                                 [("probability", self.probs)], kind="column", percent=True))
+        self.read(self.logits, self.next_ids, self.generated, self.start, temperature)
+
+    def compute(self, v: Values) -> None:
+        logits, K = v[self.logits.name], self.generated.n_rows  # [V, T - 1]
+        written = ~np.isnan(v[self.next_ids.name][:, 0])  # [T - 1]
+        v[self.max.name] = np.where(written, np.nanmax(np.where(written, logits, 0.0), axis=0), np.nan)[:, None]
+        exp, total, probs = np.full(self.exp.shape, np.nan), np.full((K, 1), np.nan), np.full((K, 1), np.nan)
+        with np.errstate(all="ignore"):  # a temperature of 0 or below: the sheet shows errors, check says why
+            for k, q in enumerate(self.span(v)):
+                exp[:, k] = np.exp((logits[:, q - 1] - logits[:, q - 1].max()) / v[self.temperature.name][0, 0])
+                total[k, 0] = exp[:, k].sum()
+                probs[k, 0] = exp[int(v[self.generated.name][k, 0]), k] / total[k, 0]
+        v[self.exp.name], v[self.sum.name], v[self.probs.name] = exp, total, probs
+
+    def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
+        V, T, K = self.logits.n_rows, self.layout.T, self.generated.n_rows
+        yield CellFormulas(self.max, [[f"IF({self.next_ids.cell(p, 0)}=\"\",\"\",MAX({self.logits.col_ref(p)}))"]
+                                      for p in range(T - 1)])
+        for k in range(K):
+            written, at = self.generated.span(k, 0, k, 0, True, True), f"{self.start.name}+{k}"
+            row = self.logits.rows_ref(0).split("!")[1]  # this token's logits, on the same sheet
+            yield Formula(self.exp.part(col0=k, n_cols=1),
+                          f"IF({written}=\"\",\"\",EXP((INDEX({row},1,{at})-INDEX({self.max.ref()},{at}))"
+                          f"/{self.temperature.name}))")
+        column_of = lambda k: self.exp.col_ref(k)
+        yield CellFormulas(self.sum, [[f"IF({self.generated.cell(k, 0)}=\"\",\"\",SUM({column_of(k)}))"]
+                                      for k in range(K)])
+        yield CellFormulas(self.probs, [[f"IF({self.generated.cell(k, 0)}=\"\",\"\",INDEX({column_of(k)},"
+                                         f"{self.generated.cell(k, 0)}+1)/{self.sum.cell(k, 0)})"] for k in range(K)],
+                           Style.PERCENT)
+        yield header(self.max.part(n_cols=1), ["largest logit"])
+        yield header(self.sum.part(n_cols=2), ["sum of exp", "probability"])
+        yield header(self.exp, [f"exp, written token {k + 1}" for k in range(K)])
+
+
 def _texts(ids: np.ndarray, vocab) -> list[str]:
     return ["" if np.isnan(i) else vocab(int(i)) for i in ids[:, 0]]
 
@@ -210,7 +267,8 @@ def generation(layout: Layout, model: Forward, K: int) -> Written:
     draws = Sampling(layout, logits.out, inputs.controls, GEN_START, N_FILLED) if sampled else None
     written = Generation(layout, logits, inputs.vocab.text, model.positions, inputs.prompt.words.chars.prompt, draws)
     inputs.tokens.generate_from(written)
-    return Written([logits, *([draws] if draws else []), written], written.positions)
+    odds = WrittenOdds(layout, logits, written, inputs.controls.temperature)
+    return Written([logits, *([draws] if draws else []), written, odds], written.positions)
 
 
 def guide_lines(layout: Layout, K: int) -> list[str]:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from ..layout import Block, Layout
-from ..steps.base import (ArrayFormula, BuildInputs, CellFormulas, Cells, Component, Formula, Positions, Shown,
+from ..layout import FIRST_ROW, Block, Layout
+from ..steps.base import (ArrayFormula, BuildInputs, CellFormulas, Cells, Chart, Component, Formula, Positions, Shown,
                           Values, column, header, labels_column, token_texts)
 from ..steps.layer_norm import LayerNorm
 from ..xlsx import Style
@@ -124,8 +124,14 @@ guess layer by layer.</p>
             "Where the final prediction ranks after this layer (1: first)."))
         self.max = self.add_block("lens_max", L, 1, col=6, note="The column's largest logit.")
         self.sum = self.add_block("lens_sum", L, 1, col=7, note="The sum of the column's exp(logit - max).")
+        self.final_probs = self.add_block("lens_final_probs", L, 1, col=8, note=(
+            "The final prediction's probability after this layer: its exp / the sum of the column's exps."))
         logits.max = self.max
-        self.color_scales.append(self.top_probs)
+        self.color_scales += [self.top_probs, self.final_probs]
+        self.charts.append(Chart(Block("", self.sheet.name, FIRST_ROW, 10, 16, 8), "Logit lens: how sure each layer is",
+                                 labels_column(self.top_ids),
+                                 [("its top token", self.top_probs), ("the final prediction", self.final_probs)],
+                                 kind="column", percent=True))
         self.read(self.logits, self.exp, final_top, vocab)
 
     def compute(self, v: Values) -> None:
@@ -135,6 +141,7 @@ guess layer by layer.</p>
         v[self.top_ids.name] = logits.argmax(axis=0).astype(float)[:, None]  # the first of the largest
         v[self.top_probs.name] = 1 / v[self.sum.name]
         v[self.ranks.name] = ((logits > final).sum(axis=0) + 1).astype(float)[:, None]
+        v[self.final_probs.name] = e[int(v[self.final_top.name][0, 0])][:, None] / v[self.sum.name]
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
         V, L = self.logits.n_rows, self.logits.n_cols
@@ -147,12 +154,14 @@ guess layer by layer.</p>
                            Style.INTEGER)
         yield Formula(self.top_probs, f"1/{self.sum.cell(0, 0)}", Style.PERCENT)
         yield CellFormulas(self.ranks, [[f"RANK(INDEX({c},{final}+1),{c})"] for c in cols], Style.INTEGER)
+        yield CellFormulas(self.final_probs, [[f"INDEX({e},{final}+1)/{self.sum.cell(i, 0)}"] for i, e in enumerate(exps)],
+                           Style.PERCENT)
         yield Formula(self.top_text, f"INDEX({self.vocab.name},{self.top_ids.cell(0, 0)}+1)",
                       shows=token_texts("lens_top_text", self.top_ids))
         yield column(labels_column(self.top_ids), (f"after layer {i}" for i in range(L)))
-        yield header(self.top_ids.part(col=2, n_cols=6), ["top token id", "top token", "probability",
+        yield header(self.top_ids.part(col=2, n_cols=7), ["top token id", "top token", "probability",
                                                           "rank of the final prediction", "largest logit",
-                                                          "sum of exp"])
+                                                          "sum of exp", "final prediction's probability"])
 
 
 def logit_lens(layout: Layout, model: Forward, on: int) -> list[Component]:

@@ -20,6 +20,7 @@ import numpy as np
 from ..a1 import quote_sheet
 from ..layout import Block, Layout, Sheet
 from ..xlsx import Style
+from ..xlsx_chart import ChartSpec
 
 if TYPE_CHECKING:
     from ..load import LoadedModel
@@ -97,6 +98,27 @@ class Constants:
     given: bool = False
 
 
+@dataclass(frozen=True)
+class Chart:
+    """A native chart over live blocks: the spreadsheet redraws it as they change. `where`
+    is the rectangle of cells it covers; each series plots one block (a column of numbers)
+    against the labels in `categories`. check verifies that every series still reads its
+    block."""
+
+    where: Block
+    title: str
+    categories: Block
+    series: Sequence[tuple[str, Block]]  # (name in the legend, its values)
+    kind: str = "bar"  # bar (horizontal, first on top), column or line: sheetgpt.xlsx_chart.KINDS
+    percent: bool = False  # probabilities: the value axis from 0 to 100%
+
+    def spec(self) -> ChartSpec:
+        """The chart as the file holds it: its ranges as formula text."""
+        w = self.where
+        return ChartSpec(self.title, self.kind, self.categories.ref(), [(name, b.ref()) for name, b in self.series],
+                         (w.row, w.col, w.n_rows, w.n_cols), self.percent)
+
+
 Cells = Formula | CellFormulas | Constants | ArrayFormula
 FORMULAS = (Formula, CellFormulas, ArrayFormula)  # the kinds of cells that hold formulas
 
@@ -129,6 +151,7 @@ class Component:
         self.color_scales: list[Block] = []  # blocks shaded by value
         self.signed_scales: list[Block] = []  # blocks shaded by sign: blue below 0, white at 0, orange above
         self.reads: list[Block] = []  # blocks of other components it reads, in order of use
+        self.charts: list[Chart] = []  # native charts of its blocks (on any sheet, the Guide's too)
 
     def add_sheet(self, name: str, title: str) -> Sheet:
         self.sheet = self.layout.add_sheet(name, title, self.stage, owner=self)

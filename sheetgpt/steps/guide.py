@@ -7,7 +7,7 @@ from typing import Iterable, Sequence
 from ..a1 import quote_sheet
 from ..layout import Block, Layout
 from ..xlsx import SheetOptions, Style
-from .base import BuildInputs, CellFormulas, Cells, Component, Constants, Shown, column, token_texts
+from .base import BuildInputs, CellFormulas, Cells, Chart, Component, Constants, Shown, column, token_texts
 from .prediction import Prediction
 from .selftest import SelfTest
 
@@ -44,6 +44,7 @@ HOW_TO_TYPED = [
     "with: sheetgpt build \"your prompt\" --positions N.",
 ]
 PREDICTION_ROW, GENERATED_ROW, TOP_ROW, SELFTEST_ROW, HOW_TO_ROW = 8, 9, 10, 16, 17
+CHART_COL, CHART_COLS = 9, 8  # the Guide's charts: from column I, 8 columns each
 
 
 class Guide(Component):
@@ -64,6 +65,8 @@ class Guide(Component):
         Guide shows, declared after the Guide: the prompt comes first."""
         self.prediction, self.selftest, self.n_tokens = prediction, selftest, n_tokens
         self.read(prediction.top_text, prediction.top_probs, prediction.top_ids, selftest.status)
+        self.charts.append(Chart(chart_cells(0), f"The next token: the top {prediction.k}", prediction.top_text,
+                                 [("probability", prediction.top_probs)], percent=True))
 
     def _mapped(self) -> list:
         return [s for s in self.layout.sheets if s.stage not in ("guide", "meta")]
@@ -114,6 +117,12 @@ class Guide(Component):
                  for r, s in enumerate(self._mapped(), self.map_row + 1)]
         return SheetOptions(tab_color="FFC000", col_widths=[(1, 1, 24), (2, 2, 60), (3, 4, 14), (6, 6, 22)],
                             hyperlinks=links, fit_width=True)
+
+
+def chart_cells(k: int) -> Block:
+    """Where the Guide's k-th chart goes: right of its tables, side by side above the how-to
+    (whose long lines run on to the right)."""
+    return Block("", GUIDE_SHEET, FACTS_ROW, CHART_COL + k * CHART_COLS, HOW_TO_ROW - FACTS_ROW - 1, CHART_COLS - 1)
 
 
 def guide_text(row: int, col: int, value: object, style: int = Style.DEFAULT) -> Constants:
