@@ -130,7 +130,9 @@ def _hook_steer(hf, layer: int, vector: np.ndarray):
     return target.register_forward_pre_hook(pre, with_kwargs=True)
 
 
-@pytest.mark.parametrize("layer,coef", [(0, 1.5), (1, -2.0), (2, 0.7)])
+# the two ways in: layer 0's input (the embedding's row) and a later layer's (the previous
+# layer's output; the last: ln_f's input); every layer after 0 is the same formula
+@pytest.mark.parametrize("layer,coef", [(0, 1.5), (2, -0.7)])
 def test_steering_adds_the_vector_at_the_layer(probe_book, recalc, hf64, model, layer, coef):
     D = model.weights.config.n_embd
     vector = np.random.default_rng(layer).normal(0, 0.5, D)

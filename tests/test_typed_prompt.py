@@ -93,8 +93,9 @@ def sheet_ids(path: Path, values) -> list[int]:
     return [int(i) for i in book["prompt_ids"][:n, 0]]
 
 
-def check_many(path: Path, prompts: list[str], enc) -> None:
-    """check --prompt for each prompt on the one book; the sheet's ids must be tiktoken's."""
+def check_many(path: Path, prompts: list[str], enc, every: int = 1) -> None:
+    """For each prompt typed into the one book, the sheet's ids must be tiktoken's; and for
+    every `every`-th, check --prompt passes (every step of the book, the tokenizer's too)."""
     from sheetgpt.check import check_workbook
     from sheetgpt.engines.fast import Recalculation
     from sheetgpt.readback import prompt_cell
@@ -102,19 +103,19 @@ def check_many(path: Path, prompts: list[str], enc) -> None:
 
     recalc = Recalculation(path)
     wrong = []
-    for text in prompts:
+    for k, text in enumerate(prompts):
         values = recalc.run([prompt_cell(path, text)])
-        report = check_workbook(path, prompt=text, values=values, tokenizer=Tokenizer.gpt2())
+        report = check_workbook(path, prompt=text, values=values, tokenizer=Tokenizer.gpt2()) if k % every == 0 else None
         ids = sheet_ids(path, values)
-        if not report.ok or ids != enc.encode_ordinary(text):
-            wrong.append((text, report.first_failure, ids, enc.encode_ordinary(text)))
+        if (report is not None and not report.ok) or ids != enc.encode_ordinary(text):
+            wrong.append((text, report and report.first_failure, ids, enc.encode_ordinary(text)))
     assert not wrong, f"{len(wrong)} of {len(prompts)} prompts differ, first: {wrong[:3]}"
 
 
 def test_check_prompt_matches_tiktoken(typed_book, tiktoken_gpt2):
-    prompts = prompts_for_tests(tiktoken_gpt2, 50, seed=1)  # about 1.5 s each; the slow test types 500 more
+    prompts = prompts_for_tests(tiktoken_gpt2, 50, seed=1)  # the slow test types 500 more, each checked
     assert len(prompts) >= 130
-    check_many(typed_book, prompts, tiktoken_gpt2)
+    check_many(typed_book, prompts, tiktoken_gpt2, every=3)  # the ids of all: 0.4 s each; a check: 0.7 s more
 
 
 @pytest.mark.slow
