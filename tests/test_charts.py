@@ -138,9 +138,12 @@ def test_libreoffice_draws_the_charts_from_live_cells_and_redraws_them_for_a_typ
         lens = charts[LENS]  # after the last layer the lens is the prediction itself
         assert [s["values"][-1] for s in lens["series"]] == pytest.approx([probs[0]] * 2, rel=1e-7)
         assert lens["labels"] == ["after layer 0", "after layer 1"]
-        assert [len(s["values"]) for s in charts[DLA]["series"]] == [2, 2] and charts[DLA]["labels"] == ["layer 0",
-                                                                                                         "layer 1"]
-    changed = lambda title: _by_title(before)[title]["series"][0]["values"] != _by_title(after)[title]["series"][0]["values"]
+        assert [s["values_range"] for s in lens["series"]] == ["$lens.$D$3:$D$4", "$lens.$H$3:$H$4"]
+        dla = charts[DLA]  # the grid of 2 layers x 2 heads from B10, then the bias, MLP and attention columns
+        assert [s["values_range"] for s in dla["series"]] == ["$dla.$G$10:$G$11", "$dla.$F$10:$F$11"]
+        assert (dla["labels_range"], dla["labels"]) == ("$dla.$A$10:$A$11", ["layer 0", "layer 1"])
+    values = lambda charts, title: _by_title(charts)[title]["series"][0]["values"]
+    changed = lambda title: values(before, title) != values(after, title)
     assert changed(GUIDE_TOP) and changed(LENS) and changed(DLA)
 
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 
 from ..layout import Block, Layout
-from ..steps.base import (ArrayFormula, BuildInputs, CellFormulas, Cells, Chart, Component, Constants, Formula, Positions,
-                          Shown, Values, column, header, labels_column)
+from ..steps.base import (ArrayFormula, BuildInputs, CellFormulas, Cells, Chart, Component, Constants, Formula,
+                          Positions, Shown, Values, column, header, labels_column)
 from ..steps.guide import GENERATED_ROW, GUIDE_SHEET, PROMPT_ROW, chart_cells, guide_text
 from ..xlsx import Style
 from .base import Forward, Probe, Written
@@ -228,21 +228,20 @@ class WrittenOdds(Component):
         v[self.exp.name], v[self.sum.name], v[self.probs.name] = exp, total, probs
 
     def cells(self, inputs: BuildInputs) -> Iterable[Cells]:
-        V, T, K = self.logits.n_rows, self.layout.T, self.generated.n_rows
-        yield CellFormulas(self.max, [[f"IF({self.next_ids.cell(p, 0)}=\"\",\"\",MAX({self.logits.col_ref(p)}))"]
+        T, K = self.layout.T, self.generated.n_rows
+        skip = lambda cell, formula: f"IF({cell}=\"\",\"\",{formula})"  # nothing written there: empty
+        yield CellFormulas(self.max, [[skip(self.next_ids.cell(p, 0), f"MAX({self.logits.col_ref(p)})")]
                                       for p in range(T - 1)])
+        row = f"{self.logits.cell(0, 0, abs_col=True)}:{self.logits.cell(0, T - 2, abs_col=True)}"  # a token's logits
         for k in range(K):
-            written, at = self.generated.span(k, 0, k, 0, True, True), f"{self.start.name}+{k}"
-            row = self.logits.rows_ref(0).split("!")[1]  # this token's logits, on the same sheet
+            at = f"{self.start.name}+{k}"  # the column of the position before the k-th written one
             yield Formula(self.exp.part(col0=k, n_cols=1),
-                          f"IF({written}=\"\",\"\",EXP((INDEX({row},1,{at})-INDEX({self.max.ref()},{at}))"
-                          f"/{self.temperature.name}))")
-        column_of = lambda k: self.exp.col_ref(k)
-        yield CellFormulas(self.sum, [[f"IF({self.generated.cell(k, 0)}=\"\",\"\",SUM({column_of(k)}))"]
-                                      for k in range(K)])
-        yield CellFormulas(self.probs, [[f"IF({self.generated.cell(k, 0)}=\"\",\"\",INDEX({column_of(k)},"
-                                         f"{self.generated.cell(k, 0)}+1)/{self.sum.cell(k, 0)})"] for k in range(K)],
-                           Style.PERCENT)
+                          skip(self.generated.span(k, 0, k, 0, True, True),
+                               f"EXP((INDEX({row},1,{at})-INDEX({self.max.ref()},{at}))/{self.temperature.name})"))
+        written = [self.generated.cell(k, 0) for k in range(K)]
+        yield CellFormulas(self.sum, [[skip(written[k], f"SUM({self.exp.col_ref(k)})")] for k in range(K)])
+        yield CellFormulas(self.probs, [[skip(written[k], f"INDEX({self.exp.col_ref(k)},{written[k]}+1)/"
+                                                         f"{self.sum.cell(k, 0)}")] for k in range(K)], Style.PERCENT)
         yield header(self.max.part(n_cols=1), ["largest logit"])
         yield header(self.sum.part(n_cols=2), ["sum of exp", "probability"])
         yield header(self.exp, [f"exp, written token {k + 1}" for k in range(K)])

@@ -154,8 +154,8 @@ guess layer by layer.</p>
                            Style.INTEGER)
         yield Formula(self.top_probs, f"1/{self.sum.cell(0, 0)}", Style.PERCENT)
         yield CellFormulas(self.ranks, [[f"RANK(INDEX({c},{final}+1),{c})"] for c in cols], Style.INTEGER)
-        yield CellFormulas(self.final_probs, [[f"INDEX({e},{final}+1)/{self.sum.cell(i, 0)}"] for i, e in enumerate(exps)],
-                           Style.PERCENT)
+        yield CellFormulas(self.final_probs, [[f"INDEX({e},{final}+1)/{self.sum.cell(i, 0)}"]
+                                              for i, e in enumerate(exps)], Style.PERCENT)
         yield Formula(self.top_text, f"INDEX({self.vocab.name},{self.top_ids.cell(0, 0)}+1)",
                       shows=token_texts("lens_top_text", self.top_ids))
         yield column(labels_column(self.top_ids), (f"after layer {i}" for i in range(L)))
