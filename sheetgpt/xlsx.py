@@ -316,17 +316,10 @@ class WorkbookWriter:
             f"<sheets>{sheets}</sheets>"
             + (f"<definedNames>{names}</definedNames>" if names else "")
             + '<calcPr calcId="191029" fullCalcOnLoad="1"/></workbook>'))
-        rels = "".join(
-            f'<Relationship Id="rId{i}" Type="{NS_REL}/worksheet" Target="worksheets/sheet{i}.xml"/>'
-            for i in range(1, n + 1))
-        rels += f'<Relationship Id="rId{n + 1}" Type="{NS_REL}/styles" Target="styles.xml"/>'
-        self._write_part("xl/_rels/workbook.xml.rels",
-                         XML_HEAD + f'<Relationships xmlns="{NS_PKG_REL}">{rels}</Relationships>')
+        self._write_part("xl/_rels/workbook.xml.rels", _rels_xml(
+            [("worksheet", f"worksheets/sheet{i}.xml") for i in range(1, n + 1)] + [("styles", "styles.xml")]))
         self._write_part("xl/styles.xml", STYLES_XML)
-        self._write_part("_rels/.rels", XML_HEAD + (
-            f'<Relationships xmlns="{NS_PKG_REL}">'
-            f'<Relationship Id="rId1" Type="{NS_REL}/officeDocument" Target="xl/workbook.xml"/>'
-            "</Relationships>"))
+        self._write_part("_rels/.rels", _rels_xml([("officeDocument", "xl/workbook.xml")]))
         overrides = "".join(
             f'<Override PartName="/xl/worksheets/sheet{i}.xml" '
             'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'

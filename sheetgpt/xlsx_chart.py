@@ -143,7 +143,10 @@ def read_charts(path: str | Path) -> list[FoundChart]:
             part = targets.get(sheet.get(f"{{{NS_REL}}}id", ""), ("", None))[1]
             for drawing in _related(z, part, "drawing", names):
                 for chart in _related(z, drawing, "chart", names):
-                    found.append(_found(ElementTree.fromstring(z.read(chart)), sheet.get("name", "")))
+                    try:
+                        found.append(_found(ElementTree.fromstring(z.read(chart)), sheet.get("name", "")))
+                    except ElementTree.ParseError:  # a damaged chart part: no chart there
+                        continue
     return found
 
 
@@ -180,9 +183,13 @@ def _relations(z: zipfile.ZipFile, part: str, names: set[str]) -> dict[str, tupl
 
 
 def _related(z: zipfile.ZipFile, part: str | None, kind: str, names: set[str]) -> list[str]:
-    """The parts of one relationship type (drawing, chart) of `part`, in the order the part names them."""
+    """The parts of one relationship type (drawing, chart) of `part`, in the order the part
+    names them (read only when there are several: a sheet has one drawing, and a weight
+    sheet of GPT-2 small is hundreds of MB)."""
     if part is None or part not in names:
         return []
-    rels = _relations(z, part, names)
+    rels = {i: target for i, (k, target) in _relations(z, part, names).items() if k == kind and target in names}
+    if len(rels) < 2:
+        return list(rels.values())
     order = [i.decode() for i in re.findall(rb'r:id="([^"]+)"', z.read(part))]
-    return [rels[i][1] for i in dict.fromkeys(order) if i in rels and rels[i][0] == kind and rels[i][1] in names]
+    return [rels[i] for i in dict.fromkeys(order) if i in rels]
