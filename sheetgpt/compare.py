@@ -9,7 +9,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .a1 import AddressError, cell_name, parse_range
+from .a1 import cell_name
 from .engines import EvaluatedBook
 from .layout import Block
 from .steps.base import FORMULAS, Cells, Chart, Constants, Values, Vocab
@@ -208,16 +208,8 @@ def _chart_series(chart: Chart, found: FoundChart) -> str | None:
         return f"it has {len(found.series)} series, not {len(chart.series)}"
     for (name, block), (_, categories, values) in zip(chart.series, found.series):
         for what, want, got in (("values", block, values), ("labels", chart.categories, categories)):
-            if not _same_cells(got, want):
+            if not want.is_spelled(got):
                 label = block.name or what
                 return f"series {name!r} reads its {what} from {got or 'nowhere'}, not {label} ({want.ref()})"
     return None
 
-
-def _same_cells(text: str, block: Block) -> bool:
-    try:
-        got = parse_range(text.lstrip("="))
-    except AddressError:
-        return False
-    return got is not None and (got.sheet, got.row0, got.col0, got.shape) == (block.sheet, block.row, block.col,
-                                                                               block.shape)

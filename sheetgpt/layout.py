@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence, TypeVar
 
-from .a1 import box, cell_name, quote_sheet
+from .a1 import AddressError, box, cell_name, parse_range, quote_sheet
 from .model import GPT2Config
 
 if TYPE_CHECKING:
@@ -83,6 +83,16 @@ class Block:
         n_cols = self.n_cols - col0 if n_cols is None else n_cols
         return Block("", self.sheet, self.row + row0 if row is None else row,
                      self.col + col0 if col is None else col, n_rows, n_cols)
+
+    def is_spelled(self, text: str | None) -> bool:
+        """Whether a reference's text (a defined name's, a chart series') is this block,
+        however a program spells it (LibreOffice drops the quotes around a plain sheet name)."""
+        try:
+            ref = parse_range(text.lstrip("=")) if text else None
+        except AddressError:
+            return False
+        return (ref is not None and ref.sheet is not None and ref.sheet.upper() == self.sheet.upper()
+                and (ref.row0, ref.col0, ref.shape) == (self.row, self.col, self.shape))
 
     def contains(self, row: int, col: int) -> bool:
         return self.row <= row < self.row + self.n_rows and self.col <= col < self.col + self.n_cols

@@ -11,7 +11,7 @@ from xml.etree import ElementTree
 
 import numpy as np
 
-from .a1 import AddressError, parse_range
+from .a1 import parse_range
 from . import probes
 from .architectures import lay_out
 from .engines import CellOverride, CellValueError, EvaluatedBook, evaluate
@@ -178,7 +178,7 @@ def load_book(path: str | Path, engine: str = "fast", progress: bool | None = No
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{path}: the {META_SHEET} sheet is damaged ({e})") from None
     for name, block in layout.blocks.items():
-        if not _same_range(names.get(name), block):
+        if not block.is_spelled(names.get(name)):
             raise UserError(f"{path}: defined name {name!r} should be {block.ref()}, found "
                             f"{names.get(name)!r}; the workbook's structure was changed")
     shapes = param_shapes(layout.cfg)
@@ -192,18 +192,6 @@ def load_book(path: str | Path, engine: str = "fast", progress: bool | None = No
 
 def _number(value: object) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
-
-
-def _same_range(text: str | None, block: Block) -> bool:
-    """Whether a defined name's reference is the block's (programs spell it differently:
-    LibreOffice drops the quotes around a plain sheet name)."""
-    try:
-        ref = parse_range(text.lstrip("=")) if text else None
-    except AddressError:
-        return False
-    return (ref is not None and ref.sheet is not None and ref.sheet.upper() == block.sheet.upper()
-            and (ref.row0, ref.col0, ref.row1, ref.col1) == (block.row, block.col, block.row + block.n_rows - 1,
-                                                             block.col + block.n_cols - 1))
 
 
 def _numbers(values: EvaluatedBook, blk: Block, what: str) -> np.ndarray:

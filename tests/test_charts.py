@@ -205,3 +205,18 @@ def test_a_book_without_its_charts_still_checks_and_says_so(books, tmp_path):
     result = run_cli("check", str(bare), cwd=tmp_path)
     assert result.returncode == 0, result.stdout
     assert "chart 'The next token: the top 5' (sheet 'Guide', I3) is not in the book" in result.stdout
+
+
+def test_a_moved_defined_name_is_refused_and_another_spelling_is_not(books, tmp_path):
+    """Defined names and chart series are matched to their blocks by one rule: the same cells,
+    however a program spells the sheet (LibreOffice drops the quotes)."""
+    parts = read_parts(books["default"])
+    workbook = parts["xl/workbook.xml"]
+    assert b"<definedName name=\"top_probs\">'prediction'!$D$8:$D$12</definedName>" in workbook
+    parts["xl/workbook.xml"] = workbook.replace(b"'prediction'!$D$8:$D$12<", b"prediction!$D$8:$D$12<")
+    respelled = run_cli("check", str(write_parts(tmp_path / "respelled.xlsx", parts)), cwd=tmp_path)
+    assert respelled.returncode == 0, respelled.stdout + respelled.stderr
+    parts["xl/workbook.xml"] = workbook.replace(b"'prediction'!$D$8:$D$12<", b"'prediction'!$D$9:$D$13<")
+    moved = run_cli("check", str(write_parts(tmp_path / "moved.xlsx", parts)), cwd=tmp_path)
+    assert moved.returncode != 0
+    assert "defined name 'top_probs' should be 'prediction'!$D$8:$D$12" in moved.stderr + moved.stdout
